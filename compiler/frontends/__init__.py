@@ -1,0 +1,1 @@
+"""Model frontends: NIR files and graphs, the YAML model format, and the model zoo."""
