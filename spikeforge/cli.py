@@ -1,0 +1,112 @@
+"""The `spikeforge` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from isa import SpikeforgeError
+
+EXAMPLES = {
+    "zoo": "example: spikeforge zoo list --json",
+    "inspect": "examples:\n  spikeforge inspect vgg11\n  spikeforge inspect model.yaml --json\n"
+               "  spikeforge inspect net.nir --dt 1e-4 --reset zero --timesteps 8\n"
+               "  spikeforge inspect resnet18 --ir > resnet18.sfir",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one `error:` line, exit 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="spikeforge", description="Compile spiking neural networks to multi-core "
+                "training chips and estimate their energy and latency.",
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="example: spikeforge inspect vgg11")
+    p.add_argument("--version", action="version", version=f"spikeforge {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    z = sub.add_parser("zoo", help="the built-in model zoo", epilog=EXAMPLES["zoo"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    zsub = z.add_subparsers(dest="zoo_command", required=True, parser_class=_Parser)
+    zl = zsub.add_parser("list", help="list the zoo models", epilog=EXAMPLES["zoo"])
+    zl.add_argument("--json", action="store_true", help="print JSON")
+
+    i = sub.add_parser("inspect", help="per-layer shapes, parameters and synaptic work of a model",
+                       epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_args(i)
+    i.add_argument("--timesteps", "-T", type=int, default=4, help="time steps for the totals (default 4)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--ir", action="store_true", help="print the IR text form instead of the table")
+    return p
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="a zoo name, or a .yaml, .nir or .sfir file")
+    p.add_argument("--seed", type=int, default=0, help="seed of generated weights (default 0)")
+    p.add_argument("--dt", type=float, default=1e-4,
+                   help="NIR only: time step used to discretise tau (default 1e-4, snnTorch's export)")
+    p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
+                   help="NIR only: reset mode after a spike (default subtract)")
+
+
+def _version() -> str:
+    from spikeforge import __version__
+    return __version__
+
+
+def _cmd_zoo(args) -> None:
+    from compiler.frontends.zoo import ZOO
+    from spikeforge.render import print_zoo
+
+    rows = [{"name": m.name, "description": m.description, "input_shape": list(m.input_shape),
+             "classes": m.num_classes, "source": m.source} for m in ZOO.values()]
+    if args.json:
+        print(json.dumps({"models": rows}, indent=2))
+    else:
+        print_zoo(rows)
+
+
+def _cmd_inspect(args) -> None:
+    from compiler.frontends import load_model
+    from spikeforge.api import inspect_model
+    from spikeforge.render import print_inspect
+
+    if args.timesteps < 1:
+        raise SpikeforgeError(f"--timesteps: must be a positive int, got {args.timesteps}")
+    graph = load_model(args.model, seed=args.seed, weights=False, dt=args.dt, reset=args.reset)
+    if args.ir:
+        from isa.text import to_text
+        sys.stdout.write(to_text(graph, weights=False))
+        return
+    report = inspect_model(graph, args.timesteps)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_inspect(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect}
+    try:
+        handlers[args.command](args)
+    except SpikeforgeError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
