@@ -1,0 +1,273 @@
+"""Architecture description of a multi-core SNN-training chip: dataclasses, a YAML schema
+validated on load (errors name the field's path), shipped presets and path overrides."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from isa.errors import SpikeforgeError
+
+ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "grad_out", "bptt",
+         "wgrad", "bn", "optimizer", "other")
+ENGINES = ("fp", "bp", "wg")
+ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "register_bit")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A PE array: pe_rows x pe_cols lanes, each one operation per cycle."""
+
+    pe_rows: int
+    pe_cols: int
+
+    @property
+    def lanes(self) -> int:
+        return self.pe_rows * self.pe_cols
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """An SRAM: capacity, port width (bits per cycle) and access energy; `role` says what the
+    mapper may keep in it."""
+
+    name: str
+    kib: float
+    port_bits: int
+    pj_per_bit: float
+    role: str
+
+    @property
+    def bytes(self) -> int:
+        return int(self.kib * 1024)
+
+
+@dataclass(frozen=True)
+class Noc:
+    link_bits: int
+    hop_cycles: int
+    hop_pj_per_bit: float
+
+
+@dataclass(frozen=True)
+class Dram:
+    gb_per_s: float
+    latency_ns: float
+    pj_per_bit: float
+
+
+@dataclass(frozen=True)
+class Energy:
+    """pJ per operation (see the preset YAML for each figure's source)."""
+
+    ac: float
+    mac: float
+    neuron_fwd: float
+    neuron_bwd: float
+    elem: float
+    sgd: float
+    register_bit: float
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A chip: a rows x cols mesh of identical cores, a NoC, one DRAM."""
+
+    name: str
+    description: str
+    precision: str
+    clock_mhz: float
+    rows: int
+    cols: int
+    engines: dict[str, Engine]
+    buffers: tuple[Buffer, ...]
+    static_mw: float
+    global_buffers: tuple[Buffer, ...]
+    noc: Noc
+    dram: Dram
+    energy: Energy
+
+    @property
+    def n_cores(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def cores(self) -> list[tuple[int, int]]:
+        return [(r, c) for r in range(self.rows) for c in range(self.cols)]
+
+    @property
+    def value_bytes(self) -> int:
+        return 2 if self.precision == "fp16" else 4
+
+    def capacity(self, role: str) -> int:
+        """Bytes per core of all buffers with this role."""
+        return sum(b.bytes for b in self.buffers if b.role == role)
+
+    def buffer(self, name: str) -> Buffer:
+        for b in self.buffers + self.global_buffers:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+# ---- loading and validation -----------------------------------------------------------------
+
+class _Doc:
+    """Typed access to a YAML mapping that names the path of a bad value."""
+
+    def __init__(self, d: Any, path: str, where: str):
+        if not isinstance(d, dict):
+            raise SpikeforgeError(f"{path or 'document'}: must be a mapping, got {_show(d)}", where)
+        self.d, self.path, self.where = d, path, where
+
+    def _p(self, k: str) -> str:
+        return f"{self.path}.{k}" if self.path else k
+
+    def err(self, k: str, msg: str) -> SpikeforgeError:
+        return SpikeforgeError(f"{self._p(k)}: {msg}", self.where)
+
+    def get(self, k: str):
+        if k not in self.d:
+            raise self.err(k, "missing")
+        return self.d[k]
+
+    def sub(self, k: str) -> "_Doc":
+        return _Doc(self.get(k), self._p(k), self.where)
+
+    def pos_int(self, k: str) -> int:
+        v = self.get(k)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise self.err(k, f"must be a positive int, got {_show(v)}")
+        return v
+
+    def num(self, k: str, positive: bool = True) -> float:
+        v = self.get(k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise self.err(k, f"must be a number, got {_show(v)}")
+        if positive and v <= 0:
+            raise self.err(k, f"must be > 0, got {_show(v)}")
+        if not positive and v < 0:
+            raise self.err(k, f"must be >= 0, got {_show(v)}")
+        return float(v)
+
+    def choice(self, k: str, choices: tuple[str, ...]) -> str:
+        v = self.get(k)
+        if v not in choices:
+            raise self.err(k, f"must be one of {', '.join(choices)}, got {_show(v)}")
+        return v
+
+    def text(self, k: str, default: str = "") -> str:
+        v = self.d.get(k, default)
+        if not isinstance(v, str):
+            raise self.err(k, f"must be a string, got {_show(v)}")
+        return v
+
+    def only(self, allowed: tuple[str, ...]) -> None:
+        for k in self.d:
+            if k not in allowed:
+                raise self.err(str(k), f"unknown field (allowed: {', '.join(allowed)})")
+
+
+def _show(v: Any) -> str:
+    return repr(v) if not isinstance(v, (dict, list)) else type(v).__name__
+
+
+def _buffers(doc: _Doc) -> tuple[Buffer, ...]:
+    out = []
+    for name in doc.d:
+        b = doc.sub(str(name))
+        b.only(("kib", "port_bits", "pj_per_bit", "role"))
+        out.append(Buffer(str(name), b.num("kib"), b.pos_int("port_bits"), b.num("pj_per_bit", False),
+                          b.choice("role", ROLES)))
+    return tuple(out)
+
+
+def arch_from_doc(d: Any, where: str = "arch") -> Arch:
+    """Validate a parsed architecture YAML document."""
+    doc = _Doc(d, "", where)
+    doc.only(("name", "description", "precision", "clock_mhz", "mesh", "core", "global_buffers",
+              "noc", "dram", "energy_pj"))
+    mesh, core = doc.sub("mesh"), doc.sub("core")
+    mesh.only(("rows", "cols"))
+    core.only(("engines", "buffers", "static_mw"))
+    eng = core.sub("engines")
+    eng.only(ENGINES)
+    engines = {}
+    for e in ENGINES:
+        s = eng.sub(e)
+        s.only(("pe_rows", "pe_cols"))
+        engines[e] = Engine(s.pos_int("pe_rows"), s.pos_int("pe_cols"))
+    buffers = _buffers(core.sub("buffers"))
+    for role in ("weights", "membrane"):
+        if not any(b.role == role for b in buffers):
+            raise core.err("buffers", f"needs at least one buffer with role '{role}'")
+    noc, dram, en = doc.sub("noc"), doc.sub("dram"), doc.sub("energy_pj")
+    noc.only(("link_bits", "hop_cycles", "hop_pj_per_bit"))
+    dram.only(("gb_per_s", "latency_ns", "pj_per_bit"))
+    en.only(ENERGY_KEYS)
+    gb = doc.d.get("global_buffers") or {}
+    return Arch(
+        name=doc.text("name", "custom") or "custom", description=doc.text("description"),
+        precision=doc.choice("precision", ("fp16", "fp32")), clock_mhz=doc.num("clock_mhz"),
+        rows=mesh.pos_int("rows"), cols=mesh.pos_int("cols"), engines=engines, buffers=buffers,
+        static_mw=core.num("static_mw", False),
+        global_buffers=_buffers(_Doc(gb, "global_buffers", where)),
+        noc=Noc(noc.pos_int("link_bits"), noc.pos_int("hop_cycles"), noc.num("hop_pj_per_bit", False)),
+        dram=Dram(dram.num("gb_per_s"), dram.num("latency_ns", False), dram.num("pj_per_bit", False)),
+        energy=Energy(*(en.num(k, False) for k in ENERGY_KEYS)),
+    )
+
+
+def presets() -> list[str]:
+    return sorted(p.name[:-5] for p in files("isa").joinpath("presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    return files("isa").joinpath("presets", f"{name}.yaml").read_text()
+
+
+def arch_doc(spec: str) -> tuple[dict, str]:
+    """The YAML document of a preset name or a file path, and where it came from."""
+    if spec in presets():
+        return yaml.safe_load(preset_text(spec)), spec
+    path = Path(spec)
+    if not path.is_file():
+        raise SpikeforgeError(f"'{spec}' is neither an architecture preset ({', '.join(presets())}) "
+                              "nor an existing YAML file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")), spec
+    except UnicodeDecodeError:
+        raise SpikeforgeError("not a text file", spec) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        raise SpikeforgeError(f"{line}invalid YAML ({getattr(e, 'problem', None) or e})", spec) from None
+
+
+def load_arch(spec: str = "default", overrides: dict[str, Any] | None = None) -> Arch:
+    """Load a preset or an architecture YAML file, optionally with `{"dotted.path": value}`
+    overrides (e.g. `{"noc.link_bits": 128, "core.buffers.fp_membrane.kib": 256}`)."""
+    doc, where = arch_doc(spec)
+    if overrides:
+        doc = apply_overrides(doc, overrides, where)
+    return arch_from_doc(doc, where)
+
+
+def apply_overrides(doc: dict, overrides: dict[str, Any], where: str = "arch") -> dict:
+    """A copy of `doc` with each dotted path set to its value; the path must exist."""
+    doc = copy.deepcopy(doc)
+    for path, value in overrides.items():
+        node, keys = doc, path.split(".")
+        for i, k in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or k not in node:
+                raise SpikeforgeError(f"{'.'.join(keys[:i + 1])}: no such field (override '{path}')", where)
+            node = node[k]
+        if not isinstance(node, dict) or keys[-1] not in node:
+            raise SpikeforgeError(f"{path}: no such field (override)", where)
+        node[keys[-1]] = value
+    return doc
