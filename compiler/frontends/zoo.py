@@ -1,0 +1,252 @@
+"""The model zoo: spiking versions of published architectures, built as IR graphs.
+
+Every hidden activation (ReLU in the source) is a `lif` neuron with the IR's default
+coefficients; convolutions followed by batch-norm have no bias, except the Spike-driven
+Transformer's projection and MLP convolutions, which keep theirs as in the authors' code.
+Real images are fed with direct encoding (so the first layer multiplies, MAC, and later
+layers mostly accumulate spikes, AC); the MLP reads rate-encoded spikes. See docs/zoo.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from compiler.frontends.init import init_tensors
+from isa import Graph, Op, SpikeforgeError
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A zoo entry: what it is, where it comes from, and how to build its ops."""
+
+    name: str
+    description: str
+    source: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    builder: Callable[[], list[Op]] = field(repr=False)
+
+
+# ---- op helpers: each appends one or more ops to `ops` and returns the last op's name ---------
+
+def _op(ops: list[Op], name: str, kind: str, *inputs: str, **params) -> str:
+    ops.append(Op(name, kind, inputs, params))
+    return name
+
+
+def _conv_bn(ops, prefix, x, cout, kernel, stride=1, padding=0, suffix="") -> str:
+    """`{prefix}conv{suffix}` (no bias) then `{prefix}bn{suffix}`."""
+    c = _op(ops, f"{prefix}conv{suffix}", "conv2d", x, out_channels=cout, kernel=kernel,
+            stride=stride, padding=padding, bias=False)
+    return _op(ops, f"{prefix}bn{suffix}", "batchnorm", c)
+
+
+def _head(ops, x, widths, num_classes) -> str:
+    """Hidden linear + lif layers `classifier.{j}.fc/lif`, then the real-valued `fc` and `output`."""
+    for j, w in enumerate(widths):
+        x = _op(ops, f"classifier.{j}.fc", "linear", x, out_features=w)
+        x = _op(ops, f"classifier.{j}.lif", "lif", x)
+    x = _op(ops, "fc", "linear", x, out_features=num_classes)
+    return _op(ops, "output", "output", x)
+
+
+# ---- MLP -----------------------------------------------------------------------------------
+
+def _mlp() -> list[Op]:
+    """784-512-512-10: two LIF hidden layers, then a leaky-integrator (li) readout whose
+    membrane potential is the class score."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[784], encoding="rate")
+    for i in (1, 2):
+        x = _op(ops, f"fc{i}", "linear", x, out_features=512)
+        x = _op(ops, f"lif{i}", "lif", x)
+    x = _op(ops, "fc3", "linear", x, out_features=10)
+    x = _op(ops, "readout", "li", x)
+    _op(ops, "output", "output", x)
+    return ops
+
+
+# ---- VGG -----------------------------------------------------------------------------------
+
+VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _vgg(cfg, image: int, classifier: tuple[int, ...], num_classes: int, bn: bool) -> list[Op]:
+    """Conv layers `features.{i}.conv[/bn]/lif` (3x3, padding 1), a 2x2 max pool
+    `features.{i}.pool` after layer i where cfg says "M", flatten, then the classifier."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[3, image, image])
+    i = -1
+    for v in cfg:
+        if v == "M":
+            x = _op(ops, f"features.{i}.pool", "pool2d", x, mode="max", kernel=2)
+            continue
+        i += 1
+        p = f"features.{i}."
+        if bn:
+            x = _conv_bn(ops, p, x, v, 3, padding=1)
+        else:
+            x = _op(ops, p + "conv", "conv2d", x, out_channels=v, kernel=3, padding=1)
+        x = _op(ops, p + "lif", "lif", x)
+    x = _op(ops, "flatten", "flatten", x)
+    _head(ops, x, classifier, num_classes)
+    return ops
+
+
+# ---- ResNets -------------------------------------------------------------------------------
+
+def _basic_block(ops, p, x, cin, cout, stride, sew) -> str:
+    """Spiking BasicBlock. Zheng et al.: lif2(bn2 + shortcut), the shortcut being the input
+    spikes or downsample conv+bn. SEW (Fang et al.): lif2(bn2) + shortcut, the downsample
+    branch ending in its own lif; the sum is a real (integer-valued) tensor."""
+    h = _conv_bn(ops, p, x, cout, 3, stride, 1, "1")
+    h = _op(ops, p + "lif1", "lif", h)
+    h = _conv_bn(ops, p, h, cout, 3, 1, 1, "2")
+    short = x
+    if stride != 1 or cin != cout:
+        short = _conv_bn(ops, p + "downsample.", x, cout, 1, stride)
+        if sew:
+            short = _op(ops, p + "downsample.lif", "lif", short)
+    if sew:
+        h = _op(ops, p + "lif2", "lif", h)
+        return _op(ops, p + "add", "add", h, short)
+    h = _op(ops, p + "add", "add", h, short)
+    return _op(ops, p + "lif2", "lif", h)
+
+
+def _stages(ops, x, cin, stages, sew) -> str:
+    """Stages `layer{s}` of BasicBlocks `layer{s}.{b}`; stages = ((channels, blocks, stride), ...)."""
+    for s, (cout, blocks, stride) in enumerate(stages, 1):
+        for b in range(blocks):
+            x = _basic_block(ops, f"layer{s}.{b}.", x, cin, cout, stride if b == 0 else 1, sew)
+            cin = cout
+    return x
+
+
+def _resnet18(sew: bool) -> list[Op]:
+    """ImageNet ResNet-18: 7x7/2 stem conv+bn+lif, 3x3/2 max pool, 4 stages of 2 blocks,
+    7x7 average pool, fc 512->1000."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[3, 224, 224])
+    x = _conv_bn(ops, "", x, 64, 7, 2, 3, "1")
+    x = _op(ops, "lif1", "lif", x)
+    x = _op(ops, "maxpool", "pool2d", x, mode="max", kernel=3, stride=2, padding=1)
+    x = _stages(ops, x, 64, ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)), sew)
+    x = _op(ops, "avgpool", "pool2d", x, mode="avg", kernel=7)
+    x = _op(ops, "flatten", "flatten", x)
+    _head(ops, x, (), 1000)
+    return ops
+
+
+def _resnet19() -> list[Op]:
+    """CIFAR ResNet-19 (Zheng et al.): 3x3 stem conv 128 + bn + lif, stages (128, 3),
+    (256, 3, /2), (512, 2, /2), 8x8 average pool, fc1 512->256, lif, fc 256->10."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[3, 32, 32])
+    x = _conv_bn(ops, "", x, 128, 3, 1, 1, "1")
+    x = _op(ops, "lif1", "lif", x)
+    x = _stages(ops, x, 128, ((128, 3, 1), (256, 3, 2), (512, 2, 2)), sew=False)
+    x = _op(ops, "avgpool", "pool2d", x, mode="avg", kernel=8)
+    x = _op(ops, "flatten", "flatten", x)
+    _head(ops, x, (256,), 10)
+    return ops
+
+
+# ---- Spike-driven Transformer --------------------------------------------------------------
+
+def _cbl(ops, p, x, cout, kernel, bias, lif=True) -> str:
+    """`{p}conv` (1-D on tokens if kernel == 1, else 2-D), `{p}bn` and optionally `{p}lif`."""
+    kind = "conv1d" if kernel == 1 else "conv2d"
+    x = _op(ops, p + "conv", kind, x, out_channels=cout, kernel=kernel, padding=kernel // 2, bias=bias)
+    x = _op(ops, p + "bn", "batchnorm", x)
+    return _op(ops, p + "lif", "lif", x) if lif else x
+
+
+def _sps(ops, x, dim) -> str:
+    """Spiking patch splitting for 32x32 inputs (pooling "0011"): 3x3 conv-bn-lif stages to
+    D/8, D/4, D/2 (then 3x3/2 max pool of spikes), D (bn then 3x3/2 max pool of the real
+    values), then a relative position embedding rpe = bn(conv(lif(x))) added to x."""
+    for i, c in enumerate((dim // 8, dim // 4, dim // 2)):
+        x = _cbl(ops, f"sps.{i}.", x, c, 3, bias=False)
+    x = _op(ops, "sps.2.pool", "pool2d", x, mode="max", kernel=3, stride=2, padding=1)
+    x = _cbl(ops, "sps.3.", x, dim, 3, bias=False, lif=False)
+    feat = _op(ops, "sps.3.pool", "pool2d", x, mode="max", kernel=3, stride=2, padding=1)
+    x = _op(ops, "sps.3.lif", "lif", feat)
+    x = _cbl(ops, "sps.rpe.", x, dim, 3, bias=False, lif=False)
+    return _op(ops, "sps.add", "add", x, feat)
+
+
+def _sdsa(ops, p, u, dim) -> str:
+    """Spike-driven self-attention on the membrane u [D, N]: s = lif(u); Q, K, V =
+    lif(bn(conv1d(s))); out = Q * lif(sum_N(K * V)) (masks only); u + bn(conv1d(out))."""
+    s = _op(ops, p + "lif", "lif", u)
+    q, k, v = (_cbl(ops, p + n + ".", s, dim, 1, bias=False) for n in "qkv")
+    kv = _op(ops, p + "kv", "mul", k, v)
+    kv = _op(ops, p + "kv_sum", "sum", kv, axis=1)
+    kv = _op(ops, p + "kv_lif", "lif", kv, threshold=0.5)
+    x = _op(ops, p + "q_kv", "mul", q, kv)
+    x = _cbl(ops, p + "proj.", x, dim, 1, bias=True, lif=False)
+    return _op(ops, p + "add", "add", x, u)
+
+
+def _mlp_block(ops, p, u, dim) -> str:
+    """u + bn(conv1d(lif(bn(conv1d(lif(u)))))) with hidden width 4D."""
+    x = _op(ops, p + "lif", "lif", u)
+    x = _cbl(ops, p + "fc1.", x, 4 * dim, 1, bias=True)
+    x = _cbl(ops, p + "fc2.", x, dim, 1, bias=True, lif=False)
+    return _op(ops, p + "add", "add", x, u)
+
+
+def _sdt(dim: int = 256, depth: int = 2) -> list[Op]:
+    """Spike-driven Transformer-`depth`-`dim` for CIFAR-10 (8x8 = 64 tokens). Head: mean
+    of the membrane over tokens, lif, linear D->10 (as the authors' code does)."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[3, 32, 32])
+    x = _sps(ops, x, dim)
+    n = 64
+    x = _op(ops, "tokens", "reshape", x, shape=[dim, n])
+    for b in range(depth):
+        x = _sdsa(ops, f"blocks.{b}.attn.", x, dim)
+        x = _mlp_block(ops, f"blocks.{b}.mlp.", x, dim)
+    x = _op(ops, "head.sum", "sum", x, axis=1)
+    x = _op(ops, "head.mean", "scale", x, scale=1.0 / n)
+    x = _op(ops, "head.lif", "lif", x)
+    x = _op(ops, "head.flatten", "flatten", x)
+    x = _op(ops, "head.fc", "linear", x, out_features=10)
+    _op(ops, "output", "output", x)
+    return ops
+
+
+# ---- registry ------------------------------------------------------------------------------
+
+ZOO: dict[str, ZooModel] = {m.name: m for m in [
+    ZooModel("mlp", "784-512-512-10 LIF MLP with li readout, rate-coded MNIST",
+             "multilayer perceptron (snnTorch tutorial style)", (784,), 10, _mlp),
+    ZooModel("vgg11", "spiking VGG-11 with batch-norm for CIFAR-10, 512->10 classifier",
+             "Simonyan & Zisserman 2015 (config A), CIFAR SNN variant", (3, 32, 32), 10,
+             lambda: _vgg(VGG11, 32, (), 10, bn=True)),
+    ZooModel("vgg16", "spiking VGG-16 for ImageNet, full 4096-4096-1000 classifier, no BN",
+             "Simonyan & Zisserman 2015 (config D)", (3, 224, 224), 1000,
+             lambda: _vgg(VGG16, 224, (4096, 4096), 1000, bn=False)),
+    ZooModel("resnet18", "spiking ResNet-18 for ImageNet, residual added before the last lif",
+             "Zheng et al. 2021 (AAAI), tdBN spiking ResNet", (3, 224, 224), 1000,
+             lambda: _resnet18(sew=False)),
+    ZooModel("sew_resnet18", "SEW-ResNet-18 for ImageNet, spike-element-wise ADD after the lif",
+             "Fang et al. 2021 (NeurIPS), SEW ResNet", (3, 224, 224), 1000,
+             lambda: _resnet18(sew=True)),
+    ZooModel("resnet19", "spiking ResNet-19 for CIFAR-10 (128/256/512 channels)",
+             "Zheng et al. 2021 (AAAI), tdBN spiking ResNet", (3, 32, 32), 10, _resnet19),
+    ZooModel("sdt", "Spike-driven Transformer-2-256 for CIFAR-10 (64 tokens, SDSA)",
+             "Yao et al. 2023 (NeurIPS), Spike-driven Transformer", (3, 32, 32), 10, _sdt),
+]}
+
+
+def build(name: str, seed: int = 0, weights: bool = True) -> Graph:
+    """Build zoo model `name`; with `weights`, fill seeded deterministic tensors."""
+    model = ZOO.get(name)
+    if model is None:
+        raise SpikeforgeError(f"unknown zoo model '{name}' (known: {', '.join(ZOO)})")
+    graph = Graph.build(name, model.builder(), where=f"zoo model '{name}'")
+    return init_tensors(graph, seed) if weights else graph
