@@ -1,0 +1,133 @@
+"""Mapping units. A *group* is a root op (weight op, pooling or reduction that starts a layer)
+plus the ops fused after it that are element-wise along the root's first axis (batch-norm,
+neurons, residual add, mask, channel-preserving pooling, flatten). A group splits into *pieces*
+along that axis (output channels of a conv, output neurons of a linear), never finer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from isa import Graph, Op
+from isa.ops import NEURON_KINDS, SPIKE, WEIGHT_KINDS
+
+_FOLLOW = frozenset({"batchnorm", "scale", "lif", "if", "cubalif", "li", "threshold", "flatten", "reshape",
+                     "add", "mul", "pool2d", "sum"})
+_STATES = {"lif": 1, "if": 1, "li": 1, "cubalif": 2, "threshold": 0}
+
+
+@dataclass
+class Group:
+    """A layer as the mapper sees it: ops [root, *followers], split into `units` along axis 0."""
+
+    name: str
+    ops: list[Op]
+    units: int
+    syn_ops: int = 0  # dense synaptic ops per step (root)
+    in_size: int = 0  # elements the root reads per step
+    weights: int = 0  # weight + bias values of the root
+    neurons: int = 0  # neuron updates per step (followers)
+    states: int = 0  # neuron state values per step (membrane, synaptic current)
+    elem_ops: int = 0
+    out_size: int = 0  # elements of the last op
+    split_weights: bool = True  # weights divide among pieces along the unit axis
+    in_edges: list["Edge"] = field(default_factory=list)
+
+    @property
+    def root(self) -> Op:
+        return self.ops[0]
+
+    @property
+    def last(self) -> Op:
+        return self.ops[-1]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Values of producer op `src_op` (in group `src`) read by group `dst`. `aligned` edges need
+    only the matching unit range; others need every unit (full fan-in)."""
+
+    src: str
+    dst: str
+    src_op: str
+    elements: int
+    spike: bool
+    aligned: bool
+
+
+def _units(op: Op) -> int:
+    return op.type.shape[0]
+
+
+def _follows(op: Op, graph: Graph, group_of: dict[str, str], groups: dict[str, Group]) -> str | None:
+    """The group `op` fuses into, or None when it starts a group."""
+    if op.kind not in _FOLLOW or not op.inputs or op.inputs[0] not in group_of:
+        return None
+    g = groups[group_of[op.inputs[0]]]
+    shape = op.type.shape
+    if op.kind == "sum" and op.params["axis"] in (0, -len(shape)):
+        return None
+    if op.kind in ("flatten", "reshape") and shape[0] % g.units:
+        return None
+    if op.kind not in ("flatten", "reshape") and shape[0] != g.units:
+        return None
+    if op.kind == "reshape" and op.type.size != graph[op.inputs[0]].type.size:
+        return None
+    return g.name
+
+
+def build_groups(graph: Graph) -> list[Group]:
+    """Groups in topological order, with their work, state and the edges between them."""
+    groups: dict[str, Group] = {}
+    group_of: dict[str, str] = {}
+    for op in graph:
+        if op.kind in ("input", "output"):
+            continue
+        gname = None if op.kind in WEIGHT_KINDS else _follows(op, graph, group_of, groups)
+        if gname is None:
+            groups[op.name] = Group(op.name, [op], _units(op))
+            gname = op.name
+        else:
+            groups[gname].ops.append(op)
+        group_of[op.name] = gname
+    layers = {li.name: li for li in graph.layers()}
+    for g in groups.values():
+        _fill_work(g, graph, layers)
+        members = {o.name for o in g.ops}
+        for o in g.ops:
+            for i, src in enumerate(o.inputs):
+                if src in members:
+                    continue
+                s = graph[src]
+                src_group = group_of.get(src, "input" if s.kind == "input" else src)
+                aligned = (o is not g.root or (o.kind in ("conv1d", "conv2d") and o.params["groups"] > 1)
+                           or o.kind not in WEIGHT_KINDS) and s.type.shape[:1] == (g.units,)
+                g.in_edges.append(Edge(src_group, g.name, src, s.type.size, s.type.kind == SPIKE, aligned))
+    return list(groups.values())
+
+
+def _fill_work(g: Group, graph: Graph, layers) -> None:
+    root = g.root
+    li = layers[root.name]
+    g.syn_ops = li.work.syn_ops
+    g.in_size = graph[root.inputs[0]].type.size if root.inputs else 0
+    g.weights = li.params if root.kind in WEIGHT_KINDS else 0
+    g.split_weights = root.kind in ("conv1d", "conv2d") or len(root.type.shape) == 1
+    for o in g.ops:
+        w = layers[o.name].work
+        g.elem_ops += w.elem_ops
+        if o.kind in NEURON_KINDS:
+            g.neurons += w.neurons
+            g.states += _STATES[o.kind] * o.type.size
+    g.out_size = g.last.type.size
+
+
+def piece_bounds(units: int, pieces: int) -> list[tuple[int, int]]:
+    """Split [0, units) into `pieces` near-equal contiguous ranges."""
+    pieces = max(1, min(pieces, units))
+    cuts = [round(k * units / pieces) for k in range(pieces + 1)]
+    return [(cuts[k], cuts[k + 1]) for k in range(pieces)]
+
+
+def spike_count(elements: int, rate: float) -> int:
+    return math.ceil(elements * rate)

@@ -1,0 +1,363 @@
+"""The mapper: split groups into pieces under per-core capacities, take turns (rounds) when
+the model does not fit, partition pieces onto cores (METIS, traffic-weighted) or with the
+sequential baseline, place partitions on the mesh, and measure the resulting NoC traffic."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isa import Graph, SpikeforgeError
+from isa.arch import Arch
+from mapping.groups import Edge, Group, build_groups, piece_bounds
+from mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
+
+FILL = 0.85  # share of the chip's membrane SRAM a round plans to fill
+PIECE_SHARE = 0.25  # largest piece, as a share of a core's membrane SRAM (eases packing)
+EVENT_BYTES = 4  # one address event per spike (AER packet payload)
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    training: bool = False
+    timesteps: int = 4
+    batch: int = 1
+    spike_rate: float = 0.1  # expected spikes per neuron per step, weights the traffic
+    strategy: str = "metis"  # metis | sequential
+    seed: int = 0
+
+
+@dataclass
+class Piece:
+    """Units [lo, hi) of a group, in one round, on one core."""
+
+    id: int
+    group: str
+    lo: int
+    hi: int
+    round: int
+    core: tuple[int, int] = (0, 0)
+    weights_resident: bool = False
+    bptt_spilled: bool = False
+
+
+@dataclass
+class Plan:
+    graph: Graph
+    arch: Arch
+    config: MapConfig
+    groups: list[Group]
+    pieces: list[Piece]
+    rounds: int
+    traffic: np.ndarray  # [cores, cores] NoC bytes per sample and time step (row = source)
+    packets: int  # multicast packets per sample and time step (one per destination core)
+    sram: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)  # peak bytes per role
+    map_seconds: float = 0.0
+
+    def group(self, name: str) -> Group:
+        return next(g for g in self.groups if g.name == name)
+
+    def pieces_of(self, group: str) -> list[Piece]:
+        return [p for p in self.pieces if p.group == group]
+
+    @property
+    def hop_bytes(self) -> float:
+        return hop_cost(self.traffic, np.arange(self.arch.n_cores), hops_matrix(self.arch.rows, self.arch.cols))
+
+
+# ---- per-unit needs --------------------------------------------------------------------------
+
+def _vb(arch: Arch) -> int:
+    return arch.value_bytes
+
+
+def membrane_bytes(g: Group, units: int, arch: Arch) -> int:
+    return math.ceil(g.states * units / g.units) * _vb(arch)
+
+
+def weight_bytes(g: Group, units: int, arch: Arch) -> int:
+    w = g.weights * units / g.units if g.split_weights else g.weights
+    return math.ceil(w) * _vb(arch)
+
+
+def bptt_bytes(g: Group, units: int, arch: Arch, T: int) -> int:
+    """Per step: stored membrane potential, plus 1-bit spike and surrogate mask per neuron."""
+    n = g.neurons * units / g.units
+    return math.ceil(T * (g.states * units / g.units * _vb(arch) + 2 * n / 8))
+
+
+def _work(g: Group, training: bool) -> float:
+    return g.syn_ops * (3 if training else 1) + g.neurons * (2 if training else 1) + g.elem_ops
+
+
+# ---- rounds and pieces -----------------------------------------------------------------------
+
+def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece], dict[int, int]]:
+    """Split groups into pieces (at most PIECE_SHARE of a core's membrane SRAM, or smaller for
+    load balance), then pack them in topological order onto cores, least-loaded core with room
+    first; when no core has room the chip starts a new round (layers take turns on the cores).
+    Returns the pieces and that packing (piece id -> core index), a feasible fallback."""
+    cap = arch.capacity("membrane")
+    total_mem = sum(membrane_bytes(g, g.units, arch) for g in groups)
+    n_rounds = max(1, math.ceil(total_mem / (FILL * cap * arch.n_cores)))
+    total_work = sum(_work(g, cfg.training) for g in groups) / n_rounds or 1.0
+    pieces: list[Piece] = []
+    packing: dict[int, int] = {}
+    used, load, r = np.zeros(arch.n_cores), np.zeros(arch.n_cores), 0
+    for g in groups:
+        per_unit = membrane_bytes(g, 1, arch) if g.states else 0
+        if per_unit > cap:
+            raise SpikeforgeError(
+                f"layer '{g.name}': one unit (output channel or neuron) needs {per_unit / 1024:.1f} KiB of "
+                f"membrane state, more than a core's membrane SRAM ({cap / 1024:.1f} KiB)")
+        by_mem = math.ceil(membrane_bytes(g, g.units, arch) / (PIECE_SHARE * cap)) if g.states else 1
+        by_work = math.ceil(2 * arch.n_cores * _work(g, cfg.training) / total_work)
+        for lo, hi in piece_bounds(g.units, max(1, by_mem, by_work)):
+            m = membrane_bytes(g, hi - lo, arch)
+            room = np.flatnonzero(used + m <= FILL * cap) if used.any() else np.arange(arch.n_cores)
+            if not len(room):
+                r += 1
+                used[:], load[:] = 0, 0
+                room = np.arange(arch.n_cores)
+            k = int(room[np.argmin(load[room])])
+            used[k] += m
+            load[k] += _work(g, cfg.training) * (hi - lo) / g.units
+            packing[len(pieces)] = k
+            pieces.append(Piece(len(pieces), g.name, lo, hi, r))
+    return pieces, packing
+
+
+# ---- traffic between pieces ------------------------------------------------------------------
+
+def _needed(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
+    """Elements of p's output that piece q reads."""
+    per_unit = edge.elements / src.units
+    if not edge.aligned:
+        return round(per_unit * (p.hi - p.lo))
+    # aligned: q's unit range mapped onto the producer's units
+    scale = src.units / dst.units
+    lo, hi = max(p.lo, q.lo * scale), min(p.hi, q.hi * scale)
+    return max(0, round(per_unit * (hi - lo)))
+
+
+def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, arch: Arch):
+    """(p, q, fwd_bytes, bwd_bytes) for every producer piece p read by consumer piece q in the
+    same round (per sample and step). Forward: spikes as address events, real values dense."""
+    by_group: dict[tuple[str, int], list[Piece]] = {}
+    for p in pieces:
+        by_group.setdefault((p.group, p.round), []).append(p)
+    out = []
+    for dst in plan_groups.values():
+        for e in dst.in_edges:
+            if e.src not in plan_groups:
+                continue
+            src = plan_groups[e.src]
+            rounds = {p.round for p in pieces if p.group == dst.name}
+            for r in rounds:
+                for q in by_group.get((dst.name, r), []):
+                    for p in by_group.get((src.name, r), []):
+                        n = _needed(e, src, p, q, dst)
+                        if n <= 0:
+                            continue
+                        fwd = math.ceil(n * cfg.spike_rate) * EVENT_BYTES if e.spike else n * _vb(arch)
+                        bwd = n * _vb(arch) if cfg.training else 0
+                        out.append((p, q, fwd, bwd))
+    return out
+
+
+def _core_traffic(flows, core_index: dict[int, int], n_cores: int) -> tuple[np.ndarray, int]:
+    """Core-level bytes per step with multicast: a producer piece's spikes reach each destination
+    core once, however many consumer pieces sit there; gradients return per consumer piece."""
+    t = np.zeros((n_cores, n_cores))
+    sent: dict[tuple[int, int], int] = {}
+    packets = 0
+    for p, q, fwd, bwd in flows:
+        a, b = core_index[p.id], core_index[q.id]
+        if a == b:
+            continue
+        key = (p.id, b)
+        if key not in sent:
+            packets += 1
+        sent[key] = max(sent.get(key, 0), fwd)
+        t[b, a] += bwd
+    for (pid, b), nbytes in sent.items():
+        t[core_index[pid], b] += nbytes
+    return t, packets
+
+
+# ---- partitioning ----------------------------------------------------------------------------
+
+def _loads(pieces: list[Piece], groups: dict[str, Group], arch: Arch, cfg: MapConfig):
+    mem = np.array([membrane_bytes(groups[p.group], p.hi - p.lo, arch) for p in pieces], dtype=float)
+    work = np.array([_work(groups[p.group], cfg.training) * (p.hi - p.lo) / groups[p.group].units
+                     for p in pieces])
+    return mem, work
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray:
+    import pymetis
+
+    n = len(pieces)
+    if n <= n_parts:
+        return np.arange(n, dtype=np.int64)
+    idx = {p.id: k for k, p in enumerate(pieces)}
+    w: dict[tuple[int, int], float] = {}
+    fan: dict[int, int] = {}
+    for p, q, *_ in flows:
+        fan[p.id] = fan.get(p.id, 0) + 1
+    for p, q, fwd, bwd in flows:
+        a, b = sorted((idx[p.id], idx[q.id]))
+        if a != b:  # clique expansion of p's multicast hyperedge
+            w[(a, b)] = w.get((a, b), 0.0) + fwd / fan[p.id] + bwd
+    adj: list[dict[int, int]] = [dict() for _ in range(n)]
+    top = max(w.values(), default=1.0)
+    for (a, b), v in w.items():
+        iv = max(1, int(round(1e6 * v / top)))
+        adj[a][b] = adj[b][a] = iv
+    xadj, adjncy, ew = [0], [], []
+    for a in range(n):
+        for b, v in sorted(adj[a].items()):
+            adjncy.append(b)
+            ew.append(v)
+        xadj.append(len(adjncy))
+    # one weight per piece: max(membrane share, work share), the multi-constraint middle ground
+    share = np.maximum(mem / max(mem.sum(), 1), work / max(work.sum(), 1))
+    vw = np.maximum(1, np.round(share * 1e6)).astype(int).tolist()
+    opts = pymetis.Options(seed=seed)
+    with _quiet_stdout():  # METIS prints notes on tiny sub-problems straight to fd 1
+        _, parts = pymetis.part_graph(n_parts, xadj=xadj, adjncy=adjncy, vweights=vw,
+                                      eweights=ew or None, options=opts, recursive=False)
+    return np.asarray(parts, dtype=np.int64)
+
+
+def _sequential(mem, work, n_parts: int, cap: float) -> np.ndarray:
+    """Baseline: fill cores in order up to an equal share of the work (or the membrane limit)."""
+    target = work.sum() / n_parts
+    parts = np.zeros(len(mem), dtype=np.int64)
+    k, w_used, m_used = 0, 0.0, 0.0
+    for i in range(len(mem)):
+        if k < n_parts - 1 and (w_used >= target or m_used + mem[i] > cap) and (w_used or m_used):
+            k, w_used, m_used = k + 1, 0.0, 0.0
+        parts[i] = k
+        w_used += work[i]
+        m_used += mem[i]
+    return parts
+
+
+def _repair(parts: np.ndarray, mem: np.ndarray, n_parts: int, cap: float, fallback: np.ndarray) -> np.ndarray:
+    """Move pieces off parts whose membrane use exceeds the core's capacity."""
+    parts = parts.copy()
+    used = np.bincount(parts, weights=mem, minlength=n_parts)
+    for i in np.argsort(-mem, kind="stable"):
+        if used[parts[i]] <= cap:
+            continue
+        room = cap - used
+        room[parts[i]] = -np.inf
+        j = int(np.argmax(room))
+        if room[j] < mem[i]:
+            continue
+        used[parts[i]] -= mem[i]
+        used[j] += mem[i]
+        parts[i] = j
+    return fallback if (used > cap + 1e-9).any() else parts
+
+
+# ---- the driver ------------------------------------------------------------------------------
+
+def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
+    """Map a graph onto a chip. Pieces of each round are partitioned onto cores independently;
+    one placement (partition -> mesh slot) per round minimises that round's traffic x hops."""
+    import time
+
+    t0 = time.perf_counter()
+    if cfg.strategy not in ("metis", "sequential"):
+        raise SpikeforgeError(f"mapping strategy: must be metis or sequential, got {cfg.strategy!r}")
+    groups = build_groups(graph)
+    gmap = {g.name: g for g in groups}
+    pieces, packing = _pieces(groups, arch, cfg)
+    n_rounds = pieces[-1].round + 1 if pieces else 0
+    cap = arch.capacity("membrane")
+    flows = _flows(gmap, pieces, cfg, arch)
+    hops = hops_matrix(arch.rows, arch.cols)
+    core_index: dict[int, int] = {}
+    for r in range(n_rounds):
+        rp = [p for p in pieces if p.round == r]
+        rflows = [f for f in flows if f[0].round == r]
+        mem, work = _loads(rp, gmap, arch, cfg)
+        packed = np.array([packing[p.id] for p in rp], dtype=np.int64)
+        seq = _repair(_sequential(mem, work, arch.n_cores, FILL * cap), mem, arch.n_cores, cap, packed)
+        if cfg.strategy == "metis":
+            metis = _repair(_metis(rp, rflows, mem, work, arch.n_cores, cfg.seed), mem, arch.n_cores, cap, packed)
+            parts, slot_of = _best_layout(rp, rflows, [seq, metis], arch, hops, cfg.seed)
+        else:
+            parts, slot_of = seq, np.arange(arch.n_cores)
+        for k, p in enumerate(rp):
+            core_index[p.id] = int(slot_of[parts[k]])
+            p.core = divmod(core_index[p.id], arch.cols)
+    traffic, packets = _core_traffic(flows, core_index, arch.n_cores)
+    plan = Plan(graph, arch, cfg, groups, pieces, n_rounds, traffic, packets)
+    plan.sram = _sram_use(plan)
+    plan.map_seconds = time.perf_counter() - t0
+    return plan
+
+
+def _best_layout(rp, rflows, candidates, arch: Arch, hops, seed: int):
+    """The partition and placement with the least traffic x hops among the candidate partitions,
+    each placed row-major, spectrally, and annealed from the better of the two."""
+    best = None
+    for parts in candidates:
+        local = {p.id: int(parts[k]) for k, p in enumerate(rp)}
+        t, _ = _core_traffic(rflows, local, arch.n_cores)
+        starts = [np.arange(arch.n_cores), spectral_start(t, arch.rows, arch.cols)]
+        start = min(starts, key=lambda s: hop_cost(t, s, hops))
+        for slot_of in (start, anneal(t, start, hops, seed=seed)):
+            cost = hop_cost(t, slot_of, hops)
+            if best is None or cost < best[0]:
+                best = (cost, parts, slot_of)
+    return best[1], best[2]
+
+
+def _sram_use(plan: Plan) -> dict[tuple[int, int], dict[str, int]]:
+    """Peak bytes per buffer role on each core over the rounds; decides weight residency and
+    BPTT spills (what does not fit streams from / spills to DRAM)."""
+    arch, cfg = plan.arch, plan.config
+    T = cfg.timesteps
+    gmap = {g.name: g for g in plan.groups}
+    peak: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
+    for r in range(plan.rounds):
+        use: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
+        for p in sorted((p for p in plan.pieces if p.round == r), key=lambda p: (p.core, p.id)):
+            g, u, role = gmap[p.group], p.hi - p.lo, use[p.core]
+            role["membrane"] = role.get("membrane", 0) + membrane_bytes(g, u, arch)
+            w = weight_bytes(g, u, arch) * (2 if cfg.training else 1)
+            if w and role.get("weights", 0) + w <= arch.capacity("weights"):
+                role["weights"] = role.get("weights", 0) + w
+                p.weights_resident = True
+            if cfg.training and g.neurons:
+                b = bptt_bytes(g, u, arch, T)
+                if role.get("bptt", 0) + b <= arch.capacity("bptt"):
+                    role["bptt"] = role.get("bptt", 0) + b
+                else:
+                    p.bptt_spilled = True
+        for c in arch.cores:
+            for k, v in use[c].items():
+                peak[c][k] = max(peak[c].get(k, 0), v)
+    return peak
