@@ -1,0 +1,476 @@
+"""Read a NIR graph (a `.nir` file or a `nir.NIRGraph`) into the spike-driven IR.
+
+NIR describes neurons in continuous time and keeps no time step and no reset mode, so both
+are explicit arguments. Neurons are discretised with forward Euler (see docs/nir.md)."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import nir
+import numpy as np
+
+from isa import Graph, Op, SpikeforgeError, TensorType
+from isa.ops import KINDS
+from isa.params import normalize_all
+
+RESETS = ("subtract", "zero")
+ENCODINGS = next(p for p in KINDS["input"].params if p.name == "encoding").choices
+_RTOL = 1e-6  # values this close (relative) count as equal: float32 rounding of exported parameters
+
+
+def read_nir(source: str | os.PathLike | nir.NIRGraph, dt: float = 1e-4, reset: str = "subtract",
+             encoding: str = "direct", name: str | None = None) -> Graph:
+    """Convert a NIR file or graph to an IR `Graph`. `dt` (seconds) discretises the time
+    constants, `reset` (subtract | zero) is the reset after a spike, `encoding` is that of
+    the input ops. Raises SpikeforgeError naming the file and node for any problem."""
+    if isinstance(source, nir.NIRGraph):
+        where = name or "NIRGraph"
+    elif isinstance(source, (str, os.PathLike)):
+        where = str(source)
+    else:
+        raise SpikeforgeError(f"expects a .nir file path or a nir.NIRGraph, got {type(source).__name__}",
+                              "read_nir")
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not 0 < dt < float("inf"):
+        raise SpikeforgeError(f"dt must be a positive number of seconds, got {dt!r}", where)
+    if reset not in RESETS:
+        raise SpikeforgeError(f"reset must be 'subtract' or 'zero', got {reset!r}", where)
+    if encoding not in ENCODINGS:
+        raise SpikeforgeError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}", where)
+    if isinstance(source, nir.NIRGraph):
+        graph, default = source, "nir"
+    else:
+        graph, default = _load(Path(source), where), Path(source).stem
+    nodes, edges = _leaves(graph, where)
+    return _convert(nodes, edges, name or default, where, float(dt), reset, encoding)
+
+
+# ---- reading the file ------------------------------------------------------------------------
+
+def _load(path: Path, where: str) -> nir.NIRGraph:
+    if not path.exists():
+        raise SpikeforgeError("file not found", where)
+    if not path.is_file():
+        raise SpikeforgeError("not a file", where)
+    if path.stat().st_size == 0:
+        raise SpikeforgeError("file is empty", where)
+    if not h5py.is_hdf5(path):
+        raise SpikeforgeError("not a NIR file (NIR files are HDF5, this one is not)", where)
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" not in f:
+                raise SpikeforgeError("HDF5 file has no 'node' group: not a NIR graph", where)
+            tree = _h5_dict(f["node"])
+    except (OSError, KeyError, RuntimeError, ValueError) as e:
+        raise SpikeforgeError(f"cannot read the HDF5 data (truncated or corrupt file?): {e}", where) from None
+    if not isinstance(tree, dict) or tree.get("type") != "NIRGraph":
+        raise SpikeforgeError("top-level NIR node is not a NIRGraph", where)
+    return _from_dict(tree, "", where)
+
+
+def _h5_dict(group: h5py.Group) -> dict:
+    out: dict[str, Any] = {}
+    for key, item in group.items():
+        if isinstance(item, h5py.Group):
+            out[key] = _h5_dict(item)
+        else:
+            v = item[()]
+            out[key] = v.decode("utf8") if isinstance(v, bytes) else v
+    return out
+
+
+def _from_dict(d: Any, key: str, where: str) -> nir.NIRNode:
+    """Build NIR nodes ourselves: nir.read's type_check=False does not reach nested graphs,
+    whose type inference fails on scalar parameters."""
+    kind = d.get("type") if isinstance(d, dict) else None
+    at = f"node '{key}': " if key else ""
+    if kind == "NIRGraph":
+        try:
+            edges = [(_str(a), _str(b)) for a, b in d["edges"]]
+            nodes = {k: _from_dict(v, f"{key}.{k}" if key else k, where) for k, v in d["nodes"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SpikeforgeError(f"{at}malformed NIRGraph ({type(e).__name__}: {e})", where) from None
+        return nir.NIRGraph(nodes, edges, type_check=False)
+    if kind not in _SUPPORTED:
+        raise _unsupported(where, key, kind)
+    try:
+        return nir.dict2NIRNode(dict(d))
+    except Exception as e:  # nir raises assorted errors on malformed nodes
+        raise SpikeforgeError(f"{at}malformed NIR {kind} node ({type(e).__name__}: {e})", where) from None
+
+
+def _str(s: Any) -> str:
+    return s.decode("utf8") if isinstance(s, bytes) else str(s)
+
+
+def _unsupported(where: str, key: str, kind: Any) -> SpikeforgeError:
+    return SpikeforgeError(f"node '{key}': unsupported NIR node {kind} "
+                           f"(supported: {', '.join(_SUPPORTED)})", where)
+
+
+# ---- graph structure ---------------------------------------------------------------------------
+
+def _leaves(graph: nir.NIRGraph, where: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Leaf nodes (subgraph nodes named `sub.node`) and the edges between them. A subgraph's
+    Input/Output nodes are pass-throughs and are removed."""
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    through: list[str] = []
+    _collect(graph, "", where, nodes, edges, through)
+    for t in through:
+        ins = [a for a, b in edges if b == t]
+        outs = [b for a, b in edges if a == t]
+        edges = [e for e in edges if t not in e] + [(a, b) for a in ins for b in outs]
+        del nodes[t]
+    return nodes, list(dict.fromkeys(edges))
+
+
+def _collect(graph: nir.NIRGraph, prefix: str, where: str, nodes: dict[str, Any],
+             edges: list[tuple[str, str]], through: list[str]) -> None:
+    for key, node in graph.nodes.items():
+        full = prefix + key
+        if full in nodes:
+            raise SpikeforgeError(f"node '{full}': duplicate name after flattening subgraphs", where)
+        if isinstance(node, nir.NIRGraph):
+            _collect(node, full + ".", where, nodes, edges, through)
+            continue
+        if type(node).__name__ not in _SUPPORTED:
+            raise _unsupported(where, full, type(node).__name__)
+        nodes[full] = node
+        if prefix and isinstance(node, (nir.Input, nir.Output)):
+            through.append(full)
+    for a, b in graph.edges:
+        edges.append((_port(graph, a, nir.Output, prefix, where), _port(graph, b, nir.Input, prefix, where)))
+
+
+def _port(graph: nir.NIRGraph, key: str, cls: type, prefix: str, where: str) -> str:
+    """The leaf node an edge end names: a subgraph stands for its one Input (or Output) node."""
+    node = graph.nodes.get(key)
+    if node is None:
+        raise SpikeforgeError(f"edge names unknown node '{prefix}{key}'", where)
+    if isinstance(node, nir.NIRGraph):
+        ports = [k for k, v in node.nodes.items() if isinstance(v, cls)]
+        if len(ports) != 1:
+            raise SpikeforgeError(f"node '{prefix}{key}': an edge into or out of a subgraph needs exactly "
+                                  f"one {cls.__name__} node in it, found {len(ports)}", where)
+        return _port(node, ports[0], cls, f"{prefix}{key}.", where)
+    return prefix + key
+
+
+def _topo_order(nodes: dict[str, Any], preds: dict[str, list[str]], where: str) -> list[str]:
+    """Kahn's algorithm; a cycle (recurrent layer) is an error naming its nodes."""
+    indeg = {k: len(p) for k, p in preds.items()}
+    succs: dict[str, list[str]] = {k: [] for k in nodes}
+    for k, ps in preds.items():
+        for p in ps:
+            succs[p].append(k)
+    ready = deque(k for k in nodes if indeg[k] == 0)
+    order = []
+    while ready:
+        k = ready.popleft()
+        order.append(k)
+        for s in succs[k]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                ready.append(s)
+    if len(order) < len(nodes):
+        left = [k for k in nodes if indeg[k] > 0]
+        path, k = [], left[0]
+        while k not in path:
+            path.append(k)
+            k = next(p for p in preds[k] if indeg[p] > 0)
+        cycle = [k] + path[path.index(k) + 1:][::-1]
+        raise SpikeforgeError(f"node '{cycle[0]}': recurrent connection "
+                              f"({' -> '.join(cycle + cycle[:1])}); recurrence is not supported", where)
+    return order
+
+
+# ---- conversion --------------------------------------------------------------------------------
+
+def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, where: str,
+             dt: float, reset: str, encoding: str) -> Graph:
+    preds: dict[str, list[str]] = {k: [] for k in nodes}
+    for a, b in edges:
+        preds[b].append(a)
+    ops: list[Op] = []
+    types: dict[str, TensorType] = {}
+    taken = set(nodes)
+
+    def emit(op: Op, key: str) -> None:
+        spec = KINDS[op.kind]
+        params = normalize_all(spec.params, op.params, f"{where}: node '{key}'")
+        try:
+            types[op.name] = spec.infer(params, [types[i] for i in op.inputs])
+        except ValueError as e:
+            raise SpikeforgeError(f"node '{key}' ({type(nodes[key]).__name__}): {e}", where) from None
+        ops.append(op)
+
+    for key in _topo_order(nodes, preds, where):
+        node, kind, srcs = nodes[key], type(nodes[key]).__name__, preds[key]
+        if kind == "Input":
+            if srcs:
+                raise SpikeforgeError(f"node '{key}': Input node has incoming edges", where)
+            shape = _input_shape(key, node, [nodes[b] for a, b in edges if a == key], where)
+            emit(Op(key, "input", (), {"shape": shape, "encoding": encoding}), key)
+            continue
+        if not srcs:
+            raise SpikeforgeError(f"node '{key}': {kind} node has no incoming edge "
+                                  "(graph inputs must come from nir.Input nodes)", where)
+        if len(srcs) > 1:  # several edges into one node: their sum
+            add = f"{key}.add"
+            while add in taken:
+                add += "_"
+            taken.add(add)
+            emit(Op(add, "add", tuple(srcs)), key)
+            srcs = [add]
+        if kind == "Output":
+            emit(Op(key, "output", (srcs[0],)), key)
+            continue
+        n = _Node(key, node, types[srcs[0]].shape, dt, reset, where)
+        op_kind, params, tensors = _CONVERTERS[kind](n)
+        emit(Op(key, op_kind, (srcs[0],), params, tensors), key)
+    return Graph.build(name, ops, where=where)
+
+
+def _input_shape(key: str, node: Any, consumers: list[Any], where: str) -> tuple[int, ...]:
+    """The per-sample shape of an Input node. A leading axis of size 1 is taken as a batch
+    axis and dropped only when every consumer that declares a rank expects one axis fewer."""
+    shape = (node.input_type or {}).get("input")
+    if shape is None:
+        raise SpikeforgeError(f"node '{key}': Input node has no shape", where)
+    shape = tuple(int(s) for s in np.asarray(shape).reshape(-1))
+    ranks = {r for c in consumers if (r := _expected_rank(c)) is not None}
+    if len(shape) > 1 and shape[0] == 1 and ranks == {len(shape) - 1}:
+        shape = shape[1:]
+    return shape
+
+
+def _expected_rank(node: Any) -> int | None:
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        return np.ndim(node.weight) - 1
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        return 3
+    t = (node.input_type or {}).get("input")
+    return None if t is None or np.size(t) == 0 else int(np.size(t))
+
+
+@dataclass
+class _Node:
+    """One NIR node being converted, with the per-sample shape of its input."""
+
+    key: str
+    nir: Any
+    shape: tuple[int, ...]
+    dt: float
+    reset: str
+    where: str
+
+    def err(self, msg: str) -> SpikeforgeError:
+        return SpikeforgeError(f"node '{self.key}' ({type(self.nir).__name__}): {msg}", self.where)
+
+    def field(self, name: str) -> Any:
+        v = getattr(self.nir, name, None)
+        if v is None:
+            raise self.err(f"missing parameter '{name}'")
+        return v
+
+    def arr(self, name: str) -> np.ndarray:
+        """A neuron parameter as float64, shaped to broadcast to the layer's shape: the full
+        shape, a scalar, or one value per channel (axis 0)."""
+        try:
+            a = np.asarray(self.field(name), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise self.err(f"parameter '{name}' is not numeric") from None
+        s = self.shape
+        if a.size == 0 or not np.all(np.isfinite(a)):
+            raise self.err(f"parameter '{name}' is empty or not finite")
+        if a.ndim == 0 or a.shape == s:
+            return a
+        if a.size == np.prod(s):
+            return a.reshape(s)
+        if a.ndim == 1 and len(s) > 1 and a.shape[0] == s[0]:
+            return a.reshape((-1,) + (1,) * (len(s) - 1))
+        try:
+            if np.broadcast_shapes(a.shape, s) == s:
+                return a
+        except ValueError:
+            pass
+        raise self.err(f"parameter '{name}' has shape {list(a.shape)}, which does not fit the layer "
+                       f"shape {list(s)}")
+
+    def rate(self, name: str) -> np.ndarray:
+        """dt / tau for a time constant, checked for forward-Euler stability (dt <= tau)."""
+        tau = self.arr(name)
+        if np.any(tau <= 0):
+            raise self.err(f"time constant '{name}' must be positive")
+        k = self.dt / tau
+        if np.any(k > 1 + _RTOL):
+            raise self.err(f"time constant '{name}' (min {tau.min():.4g} s) is shorter than dt={self.dt:g} s; "
+                           "forward Euler needs dt <= tau: pass the dt the model was exported with "
+                           "(snnTorch uses 1e-4)")
+        return np.minimum(k, 1.0)
+
+    def ints(self, name: str, n: int) -> tuple[int, ...]:
+        a = np.asarray(self.field(name)).reshape(-1)
+        if a.size == 1:
+            a = np.repeat(a, n)
+        if a.size != n or not np.issubdtype(a.dtype, np.number) or np.any(a != np.round(a)):
+            raise self.err(f"'{name}' must be an int or {n} ints, got {self.field(name)!r}")
+        return tuple(int(x) for x in a)
+
+
+def _value(n: _Node, name: str, v: np.ndarray) -> float | np.ndarray:
+    """A scalar when all values are equal (up to float32 rounding), else a float32 tensor.
+    A scalar is the shortest decimal that rounds to the same float32 (0.9, not 0.89999998)."""
+    if not np.all(np.isfinite(v)):
+        raise n.err(f"discretised {name} is not finite (infinite tau or r?)")
+    flat = v.reshape(-1)
+    if np.all(np.abs(flat - flat[0]) <= _RTOL * np.abs(flat).max()):
+        return float(str(np.float32(flat.mean())))
+    return v.astype(np.float32)
+
+
+def _coefs(n: _Node, kind: str, coefs: dict[str, np.ndarray], **params: Any) -> tuple[str, dict, dict]:
+    tensors = {}
+    for name, v in coefs.items():
+        c = _value(n, name, v)
+        if isinstance(c, float):
+            params[name] = c
+        else:
+            tensors[name] = c
+    return kind, params, tensors
+
+
+def _reset(n: _Node) -> dict[str, Any]:
+    """Reset mode from the caller; v_reset from the node (one value: the IR has no per-neuron
+    v_reset; a per-neuron one is ignored with 'subtract', which does not use it)."""
+    out: dict[str, Any] = {"reset": n.reset}
+    if getattr(n.nir, "v_reset", None) is not None:
+        v = _value(n, "v_reset", n.arr("v_reset"))
+        if isinstance(v, float):
+            out["v_reset"] = v
+        elif n.reset == "zero":
+            raise n.err("per-neuron v_reset values differ; the IR supports one v_reset per layer")
+    return out
+
+
+def _membrane(n: _Node, tau: str) -> dict[str, np.ndarray]:
+    """tau dv/dt = (v_leak - v) + r I  ->  v = beta v + gain I + bias."""
+    k = n.rate(tau)
+    return {"beta": 1.0 - k, "gain": n.arr("r") * k, "bias": n.arr("v_leak") * k}
+
+
+def _lif(n: _Node):
+    return _coefs(n, "lif", {**_membrane(n, "tau"), "threshold": n.arr("v_threshold")}, **_reset(n))
+
+
+def _li(n: _Node):
+    return _coefs(n, "li", _membrane(n, "tau"))
+
+
+def _if(n: _Node):
+    return _coefs(n, "if", {"gain": n.arr("r") * n.dt, "threshold": n.arr("v_threshold")}, **_reset(n))
+
+
+def _integrator(n: _Node):
+    return _coefs(n, "li", {"gain": n.arr("r") * n.dt}, beta=1.0, bias=0.0)
+
+
+def _cubalif(n: _Node):
+    k = n.rate("tau_syn")
+    syn = {"alpha": 1.0 - k, "gain_syn": n.arr("w_in") * k}
+    return _coefs(n, "cubalif", {**syn, **_membrane(n, "tau_mem"), "threshold": n.arr("v_threshold")},
+                  **_reset(n))
+
+
+def _threshold(n: _Node):
+    return _coefs(n, "threshold", {"threshold": n.arr("threshold")})
+
+
+def _scale(n: _Node):
+    return _coefs(n, "scale", {"scale": n.arr("scale")})
+
+
+def _weight(n: _Node, ndim: int) -> np.ndarray:
+    w = np.asarray(n.field("weight"), dtype=np.float32)
+    if w.ndim != ndim:
+        raise n.err(f"weight must have {ndim} axes, has shape {list(w.shape)}")
+    return w
+
+
+def _bias(n: _Node, out: int) -> np.ndarray:
+    b = np.asarray(n.field("bias"), dtype=np.float32)
+    if b.size not in (1, out):
+        raise n.err(f"bias has {b.size} values for {out} outputs")
+    return np.broadcast_to(b.reshape(-1), (out,)).copy()
+
+
+def _affine(n: _Node):
+    w = _weight(n, 2)
+    return "linear", {"out_features": w.shape[0], "bias": True}, {"weight": w, "bias": _bias(n, w.shape[0])}
+
+
+def _linear(n: _Node):
+    w = _weight(n, 2)
+    return "linear", {"out_features": w.shape[0], "bias": False}, {"weight": w}
+
+
+def _conv(n: _Node, dims: int):
+    w = _weight(n, dims + 2)
+    kernel = tuple(w.shape[2:])
+    stride, dilation = n.ints("stride", dims), n.ints("dilation", dims)
+    padding = n.field("padding")
+    if isinstance(padding, bytes):
+        padding = padding.decode("utf8")
+    if not isinstance(padding, str):
+        padding = n.ints("padding", dims)
+    elif padding == "valid":
+        padding = (0,) * dims
+    elif padding == "same":
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if any(s != 1 for s in stride) or any(t % 2 for t in total):
+            raise n.err("'same' padding is only supported with stride 1 and odd (dilated) kernels, "
+                        "where it pads equally on both sides")
+        padding = tuple(t // 2 for t in total)
+    else:
+        raise n.err(f"padding must be 'same', 'valid' or ints, got {padding!r}")
+    unpack = (lambda t: t) if dims == 2 else (lambda t: t[0])
+    params = {"out_channels": w.shape[0], "kernel": unpack(kernel), "stride": unpack(stride),
+              "padding": unpack(padding), "dilation": unpack(dilation),
+              "groups": n.ints("groups", 1)[0], "bias": True}
+    return f"conv{dims}d", params, {"weight": w, "bias": _bias(n, w.shape[0])}
+
+
+def _pool(mode: str) -> Callable[[_Node], tuple]:
+    def convert(n: _Node):
+        return "pool2d", {"mode": mode, "kernel": n.ints("kernel_size", 2), "stride": n.ints("stride", 2),
+                          "padding": n.ints("padding", 2)}, {}
+    return convert
+
+
+def _flatten_op(n: _Node):
+    """NIR axes are per sample (snnTorch's exporter subtracts its batch axis); if the node's
+    declared input type has one axis more than the actual input, they count a batch axis."""
+    start, end = int(n.field("start_dim")), int(n.field("end_dim"))
+    declared = (n.nir.input_type or {}).get("input")
+    if declared is not None and np.size(declared) == len(n.shape) + 1:
+        if start == 0:
+            raise n.err("flattens the batch axis (start_dim 0 of a type with a batch axis)")
+        start, end = (start - 1 if start > 0 else start), (end - 1 if end > 0 else end)
+    return "flatten", {"start_dim": start, "end_dim": end}, {}
+
+
+_CONVERTERS: dict[str, Callable[[_Node], tuple[str, dict, dict]]] = {
+    "Affine": _affine, "Linear": _linear,
+    "Conv1d": lambda n: _conv(n, 1), "Conv2d": lambda n: _conv(n, 2),
+    "SumPool2d": _pool("sum"), "AvgPool2d": _pool("avg"), "Flatten": _flatten_op,
+    "Scale": _scale, "Threshold": _threshold,
+    "IF": _if, "LIF": _lif, "LI": _li, "CubaLIF": _cubalif, "I": _integrator,
+}
+_SUPPORTED = ("Input", "Output", *_CONVERTERS, "NIRGraph")
