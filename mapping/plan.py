@@ -46,6 +46,21 @@ class Piece:
     bptt_spilled: bool = False
 
 
+@dataclass(frozen=True)
+class Link:
+    """Per sample and step: group `src`'s values from core `a` to core `b` (spikes multicast
+    once per destination core, `fwd` bytes), and the error gradients back (`bwd` bytes)
+    when training. `dst` is the first group on core b that reads them."""
+
+    src: str
+    dst: str
+    a: tuple[int, int]
+    b: tuple[int, int]
+    fwd: int
+    bwd: int
+    round: int
+
+
 @dataclass
 class Plan:
     graph: Graph
@@ -56,6 +71,7 @@ class Plan:
     rounds: int
     traffic: np.ndarray  # [cores, cores] NoC bytes per sample and time step (row = source)
     packets: int  # multicast packets per sample and time step (one per destination core)
+    links: list[Link] = field(default_factory=list)
     sram: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)  # peak bytes per role
     map_seconds: float = 0.0
 
@@ -170,24 +186,31 @@ def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, a
     return out
 
 
-def _core_traffic(flows, core_index: dict[int, int], n_cores: int) -> tuple[np.ndarray, int]:
-    """Core-level bytes per step with multicast: a producer piece's spikes reach each destination
-    core once, however many consumer pieces sit there; gradients return per consumer piece."""
-    t = np.zeros((n_cores, n_cores))
-    sent: dict[tuple[int, int], int] = {}
-    packets = 0
+def _piece_links(flows, core_index: dict[int, int], bwd_cap: dict[int, int]) -> dict[tuple[int, int], list]:
+    """(producer piece id, destination core) -> [fwd bytes, bwd bytes, first consumer piece]:
+    spikes go once to each destination core (multicast); gradients of all consumer pieces on
+    that core are summed there before they return (at most the producer piece's size)."""
+    out: dict[tuple[int, int], list] = {}
     for p, q, fwd, bwd in flows:
         a, b = core_index[p.id], core_index[q.id]
         if a == b:
             continue
-        key = (p.id, b)
-        if key not in sent:
-            packets += 1
-        sent[key] = max(sent.get(key, 0), fwd)
+        e = out.setdefault((p.id, b), [0, 0, q])
+        e[0] = max(e[0], fwd)
+        e[1] = min(e[1] + bwd, bwd_cap[p.id])
+        if q.id < e[2].id:
+            e[2] = q
+    return out
+
+
+def _core_traffic(flows, core_index: dict[int, int], n_cores: int, bwd_cap) -> tuple[np.ndarray, int]:
+    t = np.zeros((n_cores, n_cores))
+    links = _piece_links(flows, core_index, bwd_cap)
+    for (pid, b), (fwd, bwd, _) in links.items():
+        a = core_index[pid]
+        t[a, b] += fwd
         t[b, a] += bwd
-    for (pid, b), nbytes in sent.items():
-        t[core_index[pid], b] += nbytes
-    return t, packets
+    return t, len(links)
 
 
 # ---- partitioning ----------------------------------------------------------------------------
@@ -212,7 +235,7 @@ def _quiet_stdout():
             os.close(saved)
 
 
-def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray:
+def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray | None:
     import pymetis
 
     n = len(pieces)
@@ -230,7 +253,7 @@ def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray:
     adj: list[dict[int, int]] = [dict() for _ in range(n)]
     top = max(w.values(), default=1.0)
     for (a, b), v in w.items():
-        iv = max(1, int(round(1e6 * v / top)))
+        iv = max(1, int(round(1e4 * v / top)))  # small ints: METIS sums them in 32 bits
         adj[a][b] = adj[b][a] = iv
     xadj, adjncy, ew = [0], [], []
     for a in range(n):
@@ -240,12 +263,19 @@ def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray:
         xadj.append(len(adjncy))
     # one weight per piece: max(membrane share, work share), the multi-constraint middle ground
     share = np.maximum(mem / max(mem.sum(), 1), work / max(work.sum(), 1))
-    vw = np.maximum(1, np.round(share * 1e6)).astype(int).tolist()
-    opts = pymetis.Options(seed=seed)
-    with _quiet_stdout():  # METIS prints notes on tiny sub-problems straight to fd 1
-        _, parts = pymetis.part_graph(n_parts, xadj=xadj, adjncy=adjncy, vweights=vw,
-                                      eweights=ew or None, options=opts, recursive=False)
-    return np.asarray(parts, dtype=np.int64)
+    vw = np.maximum(1, np.round(share * 1e4)).astype(int).tolist()
+    # k-way METIS (pymetis 2025.2.2) sometimes returns every vertex in one part with skewed edge
+    # weights; recursive bisection does not. Keep the first balanced answer, else none.
+    limit = 1.5 * sum(vw) / n_parts + max(vw)
+    for recursive in (True, False):
+        with _quiet_stdout():  # METIS prints notes on tiny sub-problems straight to fd 1
+            _, parts = pymetis.part_graph(n_parts, adjacency=pymetis.CSRAdjacency(xadj, adjncy), vweights=vw,
+                                          eweights=ew or None, options=pymetis.Options(seed=seed),
+                                          recursive=recursive)
+        parts = np.asarray(parts, dtype=np.int64)
+        if np.bincount(parts, weights=vw, minlength=n_parts).max() <= limit:
+            return parts
+    return None
 
 
 def _sequential(mem, work, n_parts: int, cap: float) -> np.ndarray:
@@ -296,6 +326,7 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
     n_rounds = pieces[-1].round + 1 if pieces else 0
     cap = arch.capacity("membrane")
     flows = _flows(gmap, pieces, cfg, arch)
+    bwd_cap = {p.id: _out_bytes(gmap[p.group], p) * _vb(arch) for p in pieces}
     hops = hops_matrix(arch.rows, arch.cols)
     core_index: dict[int, int] = {}
     for r in range(n_rounds):
@@ -305,27 +336,49 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
         packed = np.array([packing[p.id] for p in rp], dtype=np.int64)
         seq = _repair(_sequential(mem, work, arch.n_cores, FILL * cap), mem, arch.n_cores, cap, packed)
         if cfg.strategy == "metis":
-            metis = _repair(_metis(rp, rflows, mem, work, arch.n_cores, cfg.seed), mem, arch.n_cores, cap, packed)
-            parts, slot_of = _best_layout(rp, rflows, [seq, metis], arch, hops, cfg.seed)
+            metis = _metis(rp, rflows, mem, work, arch.n_cores, cfg.seed)
+            candidates = [seq] + ([] if metis is None else [_repair(metis, mem, arch.n_cores, cap, packed)])
+            parts, slot_of = _best_layout(rp, rflows, candidates, arch, hops, cfg.seed, bwd_cap)
         else:
             parts, slot_of = seq, np.arange(arch.n_cores)
         for k, p in enumerate(rp):
             core_index[p.id] = int(slot_of[parts[k]])
             p.core = divmod(core_index[p.id], arch.cols)
-    traffic, packets = _core_traffic(flows, core_index, arch.n_cores)
-    plan = Plan(graph, arch, cfg, groups, pieces, n_rounds, traffic, packets)
+    traffic, packets = _core_traffic(flows, core_index, arch.n_cores, bwd_cap)
+    links = _links(_piece_links(flows, core_index, bwd_cap), pieces, arch)
+    plan = Plan(graph, arch, cfg, groups, pieces, n_rounds, traffic, packets, links)
     plan.sram = _sram_use(plan)
     plan.map_seconds = time.perf_counter() - t0
     return plan
 
 
-def _best_layout(rp, rflows, candidates, arch: Arch, hops, seed: int):
+def _out_bytes(g: Group, p: Piece) -> int:
+    """Elements of the group's last op held by piece p."""
+    return round(g.out_size * (p.hi - p.lo) / g.units)
+
+
+def _links(piece_links, pieces: list[Piece], arch: Arch) -> list[Link]:
+    """Aggregate piece links to (source group, source core, destination core)."""
+    by_id = {p.id: p for p in pieces}
+    agg: dict[tuple, list] = {}
+    for (pid, b), (fwd, bwd, q) in piece_links.items():
+        p = by_id[pid]
+        key = (p.group, p.core, divmod(b, arch.cols), p.round)
+        e = agg.setdefault(key, [0, 0, q])
+        e[0] += fwd
+        e[1] += bwd
+        if q.id < e[2].id:
+            e[2] = q
+    return [Link(g, q.group, a, b, fwd, bwd, r) for (g, a, b, r), (fwd, bwd, q) in sorted(agg.items())]
+
+
+def _best_layout(rp, rflows, candidates, arch: Arch, hops, seed: int, bwd_cap):
     """The partition and placement with the least traffic x hops among the candidate partitions,
     each placed row-major, spectrally, and annealed from the better of the two."""
     best = None
     for parts in candidates:
         local = {p.id: int(parts[k]) for k, p in enumerate(rp)}
-        t, _ = _core_traffic(rflows, local, arch.n_cores)
+        t, _ = _core_traffic(rflows, local, arch.n_cores, bwd_cap)
         starts = [np.arange(arch.n_cores), spectral_start(t, arch.rows, arch.cols)]
         start = min(starts, key=lambda s: hop_cost(t, s, hops))
         for slot_of in (start, anneal(t, start, hops, seed=seed)):
