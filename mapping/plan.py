@@ -19,6 +19,7 @@ from mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
 
 FILL = 0.85  # share of the chip's membrane SRAM a round plans to fill
 PIECE_SHARE = 0.25  # largest piece, as a share of a core's membrane SRAM (eases packing)
+PIECES_PER_CORE = 4  # pieces per core a round aims at, so that whole pieces balance the load
 EVENT_BYTES = 4  # one address event per spike (AER packet payload)
 
 
@@ -43,6 +44,7 @@ class Piece:
     round: int
     core: tuple[int, int] = (0, 0)
     weights_resident: bool = False
+    wgrad_resident: bool = False
     bptt_spilled: bool = False
 
 
@@ -59,6 +61,7 @@ class Link:
     fwd: int
     bwd: int
     round: int
+    spike: bool
 
 
 @dataclass
@@ -132,7 +135,7 @@ def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece
                 f"layer '{g.name}': one unit (output channel or neuron) needs {per_unit / 1024:.1f} KiB of "
                 f"membrane state, more than a core's membrane SRAM ({cap / 1024:.1f} KiB)")
         by_mem = math.ceil(membrane_bytes(g, g.units, arch) / (PIECE_SHARE * cap)) if g.states else 1
-        by_work = math.ceil(2 * arch.n_cores * _work(g, cfg.training) / total_work)
+        by_work = math.ceil(PIECES_PER_CORE * arch.n_cores * _work(g, cfg.training) / total_work)
         for lo, hi in piece_bounds(g.units, max(1, by_mem, by_work)):
             m = membrane_bytes(g, hi - lo, arch)
             room = np.flatnonzero(used + m <= FILL * cap) if used.any() else np.arange(arch.n_cores)
@@ -162,7 +165,7 @@ def _needed(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
 
 
 def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, arch: Arch):
-    """(p, q, fwd_bytes, bwd_bytes) for every producer piece p read by consumer piece q in the
+    """(p, q, fwd_bytes, bwd_bytes, spike) for every producer piece p read by consumer piece q in the
     same round (per sample and step). Forward: spikes as address events, real values dense."""
     by_group: dict[tuple[str, int], list[Piece]] = {}
     for p in pieces:
@@ -182,7 +185,7 @@ def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, a
                             continue
                         fwd = math.ceil(n * cfg.spike_rate) * EVENT_BYTES if e.spike else n * _vb(arch)
                         bwd = n * _vb(arch) if cfg.training else 0
-                        out.append((p, q, fwd, bwd))
+                        out.append((p, q, fwd, bwd, e.spike))
     return out
 
 
@@ -191,11 +194,11 @@ def _piece_links(flows, core_index: dict[int, int], bwd_cap: dict[int, int]) -> 
     spikes go once to each destination core (multicast); gradients of all consumer pieces on
     that core are summed there before they return (at most the producer piece's size)."""
     out: dict[tuple[int, int], list] = {}
-    for p, q, fwd, bwd in flows:
+    for p, q, fwd, bwd, spike in flows:
         a, b = core_index[p.id], core_index[q.id]
         if a == b:
             continue
-        e = out.setdefault((p.id, b), [0, 0, q])
+        e = out.setdefault((p.id, b), [0, 0, q, spike])
         e[0] = max(e[0], fwd)
         e[1] = min(e[1] + bwd, bwd_cap[p.id])
         if q.id < e[2].id:
@@ -206,7 +209,7 @@ def _piece_links(flows, core_index: dict[int, int], bwd_cap: dict[int, int]) -> 
 def _core_traffic(flows, core_index: dict[int, int], n_cores: int, bwd_cap) -> tuple[np.ndarray, int]:
     t = np.zeros((n_cores, n_cores))
     links = _piece_links(flows, core_index, bwd_cap)
-    for (pid, b), (fwd, bwd, _) in links.items():
+    for (pid, b), (fwd, bwd, *_) in links.items():
         a = core_index[pid]
         t[a, b] += fwd
         t[b, a] += bwd
@@ -246,7 +249,7 @@ def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray | No
     fan: dict[int, int] = {}
     for p, q, *_ in flows:
         fan[p.id] = fan.get(p.id, 0) + 1
-    for p, q, fwd, bwd in flows:
+    for p, q, fwd, bwd, _ in flows:
         a, b = sorted((idx[p.id], idx[q.id]))
         if a != b:  # clique expansion of p's multicast hyperedge
             w[(a, b)] = w.get((a, b), 0.0) + fwd / fan[p.id] + bwd
@@ -261,8 +264,8 @@ def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray | No
             adjncy.append(b)
             ew.append(v)
         xadj.append(len(adjncy))
-    # one weight per piece: max(membrane share, work share), the multi-constraint middle ground
-    share = np.maximum(mem / max(mem.sum(), 1), work / max(work.sum(), 1))
+    # one weight per piece: its work share (membrane capacity is enforced by _repair after)
+    share = work / max(work.sum(), 1)
     vw = np.maximum(1, np.round(share * 1e4)).astype(int).tolist()
     # k-way METIS (pymetis 2025.2.2) sometimes returns every vertex in one part with skewed edge
     # weights; recursive bisection does not. Keep the first balanced answer, else none.
@@ -279,13 +282,14 @@ def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray | No
 
 
 def _sequential(mem, work, n_parts: int, cap: float) -> np.ndarray:
-    """Baseline: fill cores in order up to an equal share of the work (or the membrane limit)."""
-    target = work.sum() / n_parts
+    """Baseline: fill cores in order, each up to an equal share of the work still to place
+    (or to the membrane limit)."""
     parts = np.zeros(len(mem), dtype=np.int64)
-    k, w_used, m_used = 0, 0.0, 0.0
+    k, left, w_used, m_used = 0, float(work.sum()), 0.0, 0.0
     for i in range(len(mem)):
-        if k < n_parts - 1 and (w_used >= target or m_used + mem[i] > cap) and (w_used or m_used):
-            k, w_used, m_used = k + 1, 0.0, 0.0
+        target = left / (n_parts - k)
+        if k < n_parts - 1 and m_used and (w_used + work[i] / 2 > target or m_used + mem[i] > cap):
+            k, left, w_used, m_used = k + 1, left - w_used, 0.0, 0.0
         parts[i] = k
         w_used += work[i]
         m_used += mem[i]
@@ -338,7 +342,7 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
         if cfg.strategy == "metis":
             metis = _metis(rp, rflows, mem, work, arch.n_cores, cfg.seed)
             candidates = [seq] + ([] if metis is None else [_repair(metis, mem, arch.n_cores, cap, packed)])
-            parts, slot_of = _best_layout(rp, rflows, candidates, arch, hops, cfg.seed, bwd_cap)
+            parts, slot_of = _best_layout(rp, rflows, candidates, work, arch, hops, cfg.seed, bwd_cap)
         else:
             parts, slot_of = seq, np.arange(arch.n_cores)
         for k, p in enumerate(rp):
@@ -361,22 +365,30 @@ def _links(piece_links, pieces: list[Piece], arch: Arch) -> list[Link]:
     """Aggregate piece links to (source group, source core, destination core)."""
     by_id = {p.id: p for p in pieces}
     agg: dict[tuple, list] = {}
-    for (pid, b), (fwd, bwd, q) in piece_links.items():
+    for (pid, b), (fwd, bwd, q, spike) in piece_links.items():
         p = by_id[pid]
         key = (p.group, p.core, divmod(b, arch.cols), p.round)
-        e = agg.setdefault(key, [0, 0, q])
+        e = agg.setdefault(key, [0, 0, q, spike])
         e[0] += fwd
         e[1] += bwd
         if q.id < e[2].id:
             e[2] = q
-    return [Link(g, q.group, a, b, fwd, bwd, r) for (g, a, b, r), (fwd, bwd, q) in sorted(agg.items())]
+    return [Link(g, q.group, a, b, fwd, bwd, r, spike) for (g, a, b, r), (fwd, bwd, q, spike) in sorted(agg.items())]
 
 
-def _best_layout(rp, rflows, candidates, arch: Arch, hops, seed: int, bwd_cap):
-    """The partition and placement with the least traffic x hops among the candidate partitions,
-    each placed row-major, spectrally, and annealed from the better of the two."""
+def _imbalance(parts: np.ndarray, work: np.ndarray, n_parts: int) -> float:
+    w = np.bincount(parts, weights=work, minlength=n_parts)
+    return float(w.max() / w.mean()) if w.mean() else 1.0
+
+
+def _best_layout(rp, rflows, candidates, work, arch: Arch, hops, seed: int, bwd_cap):
+    """The partition and placement with the least traffic x hops among the candidate partitions
+    whose work balance is no worse than the first (sequential) one's or within 10 % of the best;
+    each is placed row-major, spectrally, and annealed from the better of the two."""
+    balance = [_imbalance(parts, work, arch.n_cores) for parts in candidates]
+    ok = [parts for parts, b in zip(candidates, balance) if b <= max(1.1 * min(balance), balance[0])]
     best = None
-    for parts in candidates:
+    for parts in ok:
         local = {p.id: int(parts[k]) for k, p in enumerate(rp)}
         t, _ = _core_traffic(rflows, local, arch.n_cores, bwd_cap)
         starts = [np.arange(arch.n_cores), spectral_start(t, arch.rows, arch.cols)]
@@ -404,6 +416,10 @@ def _sram_use(plan: Plan) -> dict[tuple[int, int], dict[str, int]]:
             if w and role.get("weights", 0) + w <= arch.capacity("weights"):
                 role["weights"] = role.get("weights", 0) + w
                 p.weights_resident = True
+            wg = weight_bytes(g, u, arch)
+            if cfg.training and wg and role.get("wgrad", 0) + wg <= arch.capacity("wgrad"):
+                role["wgrad"] = role.get("wgrad", 0) + wg
+                p.wgrad_resident = True
             if cfg.training and g.neurons:
                 b = bptt_bytes(g, u, arch, T)
                 if role.get("bptt", 0) + b <= arch.capacity("bptt"):

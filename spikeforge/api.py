@@ -33,3 +33,49 @@ def inspect_model(model: Graph | str, timesteps: int = 4) -> dict:
             "inputs": [{"name": op.name, "shape": list(op.type.shape), "kind": op.type.kind} for op in graph.inputs],
             "outputs": [{"name": op.name, "shape": list(op.type.shape), "kind": op.type.kind} for op in graph.outputs],
             "layers": layers, "totals": totals}
+
+
+def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training: bool = False, timesteps: int = 4,
+                   batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
+                   dt: float = 1e-4, reset: str = "subtract", progress: bool = False) -> dict:
+    """Compile `model` onto `arch`, and the sequential baseline beside it; write
+    OUTDIR/placement.yaml, OUTDIR/program.sasm and OUTDIR/compile.json (all or nothing).
+    Returns the compile.json figures."""
+    import json
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from compiler.driver import compile_model
+    from compiler.stats import compile_stats, placement_doc
+    from isa.sasm import disassemble
+    from spikeforge.progress import steps
+
+    graph = load_model(model, weights=False, dt=dt, reset=reset) if isinstance(model, str) else model
+    kw = dict(arch=arch, training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed)
+    with steps(progress, 3) as step:
+        step("mapping (METIS + placement)")
+        compiled = compile_model(graph, strategy=strategy, **kw)
+        step("mapping the sequential baseline")
+        baseline = compile_model(graph, strategy="sequential", **kw) if strategy != "sequential" else compiled
+        step("writing outputs")
+        stats = compile_stats(compiled, baseline)
+        target = Path(out)
+        if target.exists() and not target.is_dir():
+            from isa import SpikeforgeError
+            raise SpikeforgeError("exists and is not a directory", out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".spikeforge-", dir=target.parent))
+        try:
+            (tmp / "placement.yaml").write_text(yaml.safe_dump(placement_doc(compiled), sort_keys=False))
+            (tmp / "program.sasm").write_text(disassemble(compiled.program))
+            (tmp / "compile.json").write_text(json.dumps(stats, indent=2) + "\n")
+            target.mkdir(exist_ok=True)
+            for f in tmp.iterdir():
+                os.replace(f, target / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return stats

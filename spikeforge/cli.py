@@ -10,6 +10,10 @@ from isa import SpikeforgeError
 
 EXAMPLES = {
     "zoo": "example: spikeforge zoo list --json",
+    "arch": "examples:\n  spikeforge arch list\n  spikeforge arch show default > my_chip.yaml",
+    "compile": "examples:\n  spikeforge compile vgg11 -o out/vgg11\n"
+               "  spikeforge compile resnet18 --arch large64 --train --timesteps 4 --batch 16 -o out/r18\n"
+               "  spikeforge compile model.yaml --arch my_chip.yaml --strategy sequential -o out/base --json",
     "inspect": "examples:\n  spikeforge inspect vgg11\n  spikeforge inspect model.yaml --json\n"
                "  spikeforge inspect net.nir --dt 1e-4 --reset zero --timesteps 8\n"
                "  spikeforge inspect resnet18 --ir > resnet18.sfir",
@@ -38,6 +42,26 @@ def _build_parser() -> argparse.ArgumentParser:
     zl = zsub.add_parser("list", help="list the zoo models", epilog=EXAMPLES["zoo"])
     zl.add_argument("--json", action="store_true", help="print JSON")
 
+    a = sub.add_parser("arch", help="chip architecture presets", epilog=EXAMPLES["arch"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    asub = a.add_subparsers(dest="arch_command", required=True, parser_class=_Parser)
+    al = asub.add_parser("list", help="list the presets")
+    al.add_argument("--json", action="store_true", help="print JSON")
+    ash = asub.add_parser("show", help="print a preset's YAML (or a summary of an architecture file)")
+    ash.add_argument("name", metavar="NAME|FILE")
+    ash.add_argument("--json", action="store_true", help="print the validated description as JSON")
+
+    c = sub.add_parser("compile", help="map a model onto a chip and generate per-core programs",
+                       epilog=EXAMPLES["compile"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_args(c)
+    _run_args(c)
+    c.add_argument("--strategy", choices=("metis", "sequential"), default="metis",
+                   help="partitioner: metis (default, traffic-aware) or the sequential baseline")
+    c.add_argument("--spike-rate", type=float, default=0.1,
+                   help="expected spikes per neuron per step, weights the traffic (default 0.1)")
+    c.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output directory")
+    c.add_argument("--json", action="store_true", help="print compile.json to stdout")
+
     i = sub.add_parser("inspect", help="per-layer shapes, parameters and synaptic work of a model",
                        epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_args(i)
@@ -54,6 +78,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="NIR only: time step used to discretise tau (default 1e-4, snnTorch's export)")
     p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
                    help="NIR only: reset mode after a spike (default subtract)")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="default", metavar="NAME|FILE",
+                   help="architecture preset or YAML file (default: default)")
+    p.add_argument("--train", action="store_true", help="a training step (FP + BP + WG + update) instead of inference")
+    p.add_argument("--timesteps", "-T", type=int, default=4, help="time steps (default 4)")
+    p.add_argument("--batch", "-B", type=int, default=1, help="samples per step (default 1)")
 
 
 def _version() -> str:
@@ -92,9 +124,49 @@ def _cmd_inspect(args) -> None:
         print_inspect(report)
 
 
+def _cmd_arch(args) -> None:
+    from dataclasses import asdict
+
+    from isa.arch import load_arch, preset_text, presets
+
+    if args.arch_command == "list":
+        rows = []
+        for name in presets():
+            a = load_arch(name)
+            rows.append({"name": name, "description": a.description, "cores": a.n_cores, "mesh": [a.rows, a.cols],
+                         "precision": a.precision, "clock_mhz": a.clock_mhz})
+        if args.json:
+            print(json.dumps({"presets": rows}, indent=2))
+        else:
+            from spikeforge.render import print_arch_list
+            print_arch_list(rows)
+        return
+    arch = load_arch(args.name)
+    if args.json:
+        print(json.dumps(asdict(arch), indent=2))
+    elif args.name in presets():
+        sys.stdout.write(preset_text(args.name))
+    else:
+        from pathlib import Path
+        sys.stdout.write(Path(args.name).read_text())
+
+
+def _cmd_compile(args) -> None:
+    from spikeforge.api import compile_to_dir
+    from spikeforge.render import print_compile
+
+    stats = compile_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
+                           batch=args.batch, strategy=args.strategy, spike_rate=args.spike_rate, seed=args.seed,
+                           dt=args.dt, reset=args.reset, progress=not args.json)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print_compile(stats, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect}
+    handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect, "arch": _cmd_arch, "compile": _cmd_compile}
     try:
         handlers[args.command](args)
     except SpikeforgeError as e:

@@ -46,3 +46,50 @@ def print_inspect(rep: dict) -> None:
     c.print(f"[bold]totals[/bold]: {tot['layers']} layers, {tot['params']:,} parameters ({_si(tot['params'])}), "
             f"{tot['neurons']:,} neurons; per step {_si(tot['mac_per_step'])} MAC + {_si(tot['ac_per_step'])} AC "
             f"dense synaptic ops; over T={rep['timesteps']}: {_si(tot['syn_ops'])} (s: spike, r: real)")
+
+
+def print_arch_list(rows: list[dict]) -> None:
+    t = Table(title="architecture presets")
+    for col in ("name", "cores", "mesh", "precision", "clock MHz", "description"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], str(r["cores"]), f"{r['mesh'][0]}×{r['mesh'][1]}", r["precision"],
+                  f"{r['clock_mhz']:g}", r["description"])
+    _console().print(t)
+
+
+def _bytes(n: float) -> str:
+    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n:g} B"
+
+
+def print_compile(s: dict, out: str) -> None:
+    c = _console()
+    kind = "training step" if s["training"] else "inference"
+    c.print(f"[bold]{s['model']}[/bold] on [bold]{s['arch']}[/bold] ({kind}, T={s['timesteps']}, B={s['batch']}): "
+            f"{s['pieces']} pieces in {s['rounds']} round(s), mapped in {s['map_seconds']:.2f} s")
+    t = Table(title="mapper vs sequential baseline")
+    for col in ("", "mapper", "baseline", "ratio"):
+        t.add_column(col, justify="right")
+    b = s.get("baseline", {})
+    rows = [("NoC bytes", s["noc"]["bytes"], b.get("noc", {}).get("bytes")),
+            ("NoC hop-bytes", s["noc"]["hop_bytes"], b.get("noc", {}).get("hop_bytes")),
+            ("busiest link bytes", s["noc"]["busiest_link"]["bytes"], b.get("noc", {}).get("busiest_link", {}).get("bytes")),
+            ("multicast packets/step", s["noc"]["multicast_packets_per_step"], b.get("noc", {}).get("multicast_packets_per_step")),
+            ("load max/mean", s["load_balance"]["max_over_mean"], b.get("load_balance", {}).get("max_over_mean")),
+            ("DRAM bytes", s["dram_bytes"]["total"], b.get("dram_bytes", {}).get("total"))]
+    for name, m, base in rows:
+        ratio = f"{m / base:.3f}" if base else ""
+        fmt = (lambda v: f"{v:,}" if isinstance(v, int) else (f"{v:g}" if v is not None else ""))
+        t.add_row(name, fmt(m), fmt(base), ratio)
+    c.print(t)
+    d = s["dram_bytes"]
+    c.print("DRAM by category: " + ", ".join(f"{k} {_bytes(v)}" for k, v in d.items() if k != "total"))
+    peak = {}
+    for core in s["cores"]:
+        for role, u in core["sram"].items():
+            peak[role] = max(peak.get(role, 0), u["percent"])
+    c.print("peak SRAM use per buffer role: " + ", ".join(f"{k} {v:.0f}%" for k, v in sorted(peak.items()) if v))
+    c.print(f"wrote {out}/placement.yaml, {out}/program.sasm, {out}/compile.json")

@@ -1,0 +1,124 @@
+"""What `compile` reports: SRAM use, DRAM bytes per category, NoC traffic and load balance,
+read off the generated program (DMA and NoC instructions times their loop counts)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compiler.driver import Compiled
+from isa.program import CATEGORIES
+from mapping.plan import _work
+from mapping.placement import hops_matrix, xy_route
+
+
+def program_traffic(c: Compiled) -> tuple[dict[str, int], np.ndarray]:
+    """DRAM bytes per category and the NoC byte matrix [source core, destination core] for one
+    run of the program (a training step of B samples, or B inferences)."""
+    arch = c.arch
+    dram = {k: 0 for k in CATEGORIES}
+    noc = np.zeros((arch.n_cores, arch.n_cores))
+    for core in arch.cores:
+        src = core[0] * arch.cols + core[1]
+        for ins, counts in c.program.walk(core):
+            n = math.prod(counts)
+            if ins.op in ("dma.load", "dma.store"):
+                dram[ins.args[2]] += ins.args[1] * n
+            elif ins.op == "noc.send":
+                r, col = ins.args[1]
+                noc[src, r * arch.cols + col] += ins.args[2] * n
+    return dram, noc
+
+
+def _noc_figures(c: Compiled, noc: np.ndarray) -> dict:
+    arch = c.arch
+    hops = hops_matrix(arch.rows, arch.cols)
+    links: dict = {}
+    for a in range(arch.n_cores):
+        for b in np.flatnonzero(noc[a]):
+            for link in xy_route(divmod(a, arch.cols), divmod(int(b), arch.cols)):
+                links[link] = links.get(link, 0.0) + noc[a, b]
+    busiest = max(links.items(), key=lambda kv: kv[1], default=(((0, 0), (0, 0)), 0.0))
+    total = float(noc.sum())
+    return {
+        "bytes": int(total),
+        "hop_bytes": int((noc * hops).sum()),
+        "avg_hops": round(float((noc * hops).sum() / total), 4) if total else 0.0,
+        "multicast_packets_per_step": c.plan.packets,
+        "busiest_link": {"from": list(busiest[0][0]), "to": list(busiest[0][1]), "bytes": int(busiest[1])},
+        "matrix": noc.astype(np.int64).tolist(),
+    }
+
+
+def _balance(c: Compiled) -> dict:
+    work = {core: 0.0 for core in c.arch.cores}
+    gmap = {g.name: g for g in c.plan.groups}
+    for p in c.plan.pieces:
+        g = gmap[p.group]
+        work[p.core] += _work(g, c.plan.config.training) * (p.hi - p.lo) / g.units
+    w = np.array(list(work.values()))
+    mean = float(w.mean()) if len(w) else 0.0
+    return {"max_over_mean": round(float(w.max()) / mean, 4) if mean else 0.0,
+            "idle_cores": int((w == 0).sum()), "work_ops": {f"{r},{col}": int(v) for (r, col), v in work.items()}}
+
+
+def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
+    """compile.json: the mapping's figures, and the same for the baseline when given."""
+    arch, plan = c.arch, c.plan
+    dram, noc = program_traffic(c)
+    cores = []
+    for core in arch.cores:
+        use = plan.sram[core]
+        roles = sorted({b.role for b in arch.buffers})
+        cores.append({
+            "core": list(core),
+            "pieces": sum(1 for p in plan.pieces if p.core == core),
+            "instructions": c.program.instruction_count(core),
+            "sram": {role: {"used": use.get(role, 0), "capacity": arch.capacity(role),
+                            "percent": round(100 * use.get(role, 0) / arch.capacity(role), 2)} for role in roles
+                     if arch.capacity(role)},
+        })
+    out = {
+        "model": c.graph.name, "arch": arch.name, "training": plan.config.training,
+        "timesteps": plan.config.timesteps, "batch": plan.config.batch, "strategy": plan.config.strategy,
+        "spike_rate": plan.config.spike_rate,
+        "rounds": plan.rounds, "pieces": len(plan.pieces), "map_seconds": round(plan.map_seconds, 3),
+        "dram_bytes": {**dram, "total": sum(dram.values())},
+        "noc": _noc_figures(c, noc),
+        "load_balance": _balance(c),
+        "cores": cores,
+    }
+    if baseline is not None:
+        b = compile_stats(baseline)
+        out["baseline"] = {k: b[k] for k in ("strategy", "dram_bytes", "noc", "load_balance")}
+        out["baseline"]["noc"] = {k: v for k, v in b["noc"].items() if k != "matrix"}
+        base_hops = b["noc"]["hop_bytes"]
+        out["hop_bytes_vs_baseline"] = round(out["noc"]["hop_bytes"] / base_hops, 4) if base_hops else None
+    return out
+
+
+def placement_doc(c: Compiled) -> dict:
+    """placement.yaml: every piece of every layer, its range, core and engine work."""
+    tasks: dict[tuple, list[str]] = {}
+    stages = [s for r in c.schedule.fp for s in r] + [s for r in c.schedule.bp for s in r]
+    if c.schedule.update:
+        stages.append(c.schedule.update)
+    for st in stages:
+        for t in st.tasks:
+            tasks.setdefault((t.group, t.core), []).append(f"{t.opcode} {t.layer}[{t.lo}:{t.hi}]")
+    gmap = {g.name: g for g in c.plan.groups}
+    pieces = []
+    for p in c.plan.pieces:
+        g = gmap[p.group]
+        per = g.root.type.size // g.units
+        pieces.append({
+            "layer": p.group, "ops": [o.name for o in g.ops], "units": [p.lo, p.hi],
+            "unit": "channels" if g.root.kind in ("conv1d", "conv2d") else "neurons",
+            "elements": [p.lo * per, p.hi * per], "round": p.round, "core": list(p.core),
+            "weights": "resident" if p.weights_resident else ("streamed" if g.weights else "none"),
+            "bptt_state": "spilled" if p.bptt_spilled else "on-chip",
+            "work": sorted(set(tasks.get((p.group, p.core), []))),
+        })
+    return {"model": c.graph.name, "arch": c.arch.name, "mesh": [c.arch.rows, c.arch.cols],
+            "rounds": c.plan.rounds, "pieces": pieces}

@@ -1,0 +1,69 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from isa import SpikeforgeError
+from isa.arch import load_arch, preset_text, presets
+
+
+def test_presets_load_with_the_published_figures():
+    assert presets() == ["default", "edge4", "large64"]
+    a = load_arch("default")
+    assert (a.n_cores, a.rows * a.cols, a.precision) == (20, 20, "fp16")
+    assert a.buffer("fp_membrane").kib == 128 and a.buffer("fp_weights").kib == 2.25
+    assert a.buffer("optimizer").kib == 6144 and a.buffer("optimizer").pj_per_bit == 1.8
+    assert a.dram.pj_per_bit == 20.3 and a.energy.ac == 0.582 and a.energy.mac == 1.36
+    assert a.engines["fp"].lanes == 256
+    assert load_arch("large64").n_cores == 64 and load_arch("edge4").n_cores == 4
+
+
+def test_every_default_constant_carries_its_source_or_says_assumption():
+    keys = ("clock_mhz:", "static_mw:", "link_bits:", "hop_cycles:", "hop_pj_per_bit:", "gb_per_s:", "latency_ns:",
+            "pj_per_bit: 20.3", "ac:", "mac:", "neuron_fwd:", "neuron_bwd:", "elem:", "sgd:", "register_bit:")
+    lines = preset_text("default").splitlines()
+    for k in keys:
+        line = next(l for l in lines if l.strip().startswith(k))
+        comment = line.split("#", 1)[1] if "#" in line else ""
+        assert "[NEUROMC]" in comment or "[LI2024]" in comment or "assumption" in comment or "+" in comment, line
+
+
+def test_shown_preset_text_loads_back_to_the_same_arch(tmp_path):
+    f = tmp_path / "chip.yaml"
+    f.write_text(preset_text("default"))
+    assert load_arch(str(f)) == load_arch("default")
+
+
+def test_overrides_change_a_field_by_path():
+    a = load_arch("default", {"noc.link_bits": 128, "core.buffers.fp_membrane.kib": 256, "mesh.rows": 2})
+    assert a.noc.link_bits == 128 and a.capacity("membrane") == 256 * 1024 and a.n_cores == 10
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"core.buffers.fp_membrane.kib": -4}, "default: core.buffers.fp_membrane.kib: must be > 0, got -4"),
+    ({"mesh.rows": 0}, "default: mesh.rows: must be a positive int, got 0"),
+    ({"mesh.cols": 2.5}, "default: mesh.cols: must be a positive int, got 2.5"),
+    ({"precision": "int3"}, "default: precision: must be one of fp16, fp32, got 'int3'"),
+    ({"core.buffers.bn.role": "cache"}, "default: core.buffers.bn.role: must be one of"),
+    ({"dram.pj_per_bit": "lots"}, "default: dram.pj_per_bit: must be a number, got 'lots'"),
+    ({"noc.hop_pj": 1}, "default: noc.hop_pj: no such field"),
+    ({"core.engines": {"fp": {"pe_rows": 4, "pe_cols": 4}}}, "default: core.engines.bp: missing"),
+])
+def test_bad_fields_are_named_by_path(override, message):
+    with pytest.raises(SpikeforgeError) as e:
+        load_arch("default", override)
+    assert message in str(e.value)
+
+
+def test_bad_files(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text("mesh: {rows: 2\n")
+    with pytest.raises(SpikeforgeError, match=r"a.yaml: line \d+: invalid YAML"):
+        load_arch(str(f))
+    doc = yaml.safe_load(preset_text("edge4"))
+    doc["core"]["buffers"] = {"x": {"kib": 1, "port_bits": 8, "pj_per_bit": 0.1, "role": "other"}}
+    f.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpikeforgeError, match="core.buffers: needs at least one buffer with role 'weights'"):
+        load_arch(str(f))
+    with pytest.raises(SpikeforgeError, match="neither an architecture preset"):
+        load_arch(str(tmp_path / "missing.yaml"))
