@@ -9,7 +9,7 @@ import math
 from isa.arch import Arch
 from isa.program import Instr, Loop, Program
 from mapping.groups import Group
-from mapping.plan import Piece, Plan, bptt_bytes, weight_bytes
+from mapping.plan import Piece, Plan, needed_elements, bptt_bytes, weight_bytes
 from mapping.schedule import Schedule, Stage
 
 
@@ -83,12 +83,22 @@ class _Emitter:
     def _bptt_step(self, g: Group, p: Piece) -> int:
         return math.ceil(bptt_bytes(g, p.hi - p.lo, self.arch, self.plan.config.timesteps) / self.plan.config.timesteps)
 
+    def _from_dram(self, e, g: Group, ps: list[Piece], r: int) -> float:
+        """Elements of edge e that pieces ps (one core, round r) read from DRAM: all of it for the
+        network input, else the part its producer computed in other rounds."""
+        if e.src not in self.gmap:
+            return e.elements * (self._share(g, ps) if e.aligned else 1.0)
+        src = self.gmap[e.src]
+        other = [p for p in self.plan.pieces if p.group == e.src and p.round != r]
+        if e.aligned:
+            return sum(needed_elements(e, src, p, q, g) for p in other for q in ps)
+        return sum(needed_elements(e, src, p, ps[0], g) for p in other)
+
     def _fp_inputs(self, g: Group, ps: list[Piece], core, r: int) -> list[Instr]:
         out = []
         for e in g.in_edges:
-            here = e.src not in self.gmap or r not in self.round_of_group.get(e.src, set())
-            if here:  # the network input, or a group of another round: read from DRAM
-                elems = e.elements * (self._share(g, ps) if e.aligned else 1.0)
+            elems = self._from_dram(e, g, ps, r)
+            if elems:
                 out.append(Instr("dma.load", (_buffer(self.arch, "input", "fp"), self._bytes(elems, e.spike),
                                               "activations", f"{e.src_op}[t]")))
         out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, f"{l.src}->{l.dst}"))
@@ -127,8 +137,9 @@ class _Emitter:
             out += [Instr("noc.send", ("grad", l.a, l.bwd, f"{l.dst}->{l.src}:grad"))
                     for l in self.plan.links if l.dst == g.name and l.b == core and l.round == st.round and l.bwd]
             for e in g.in_edges:
-                if e.src in self.gmap and st.round not in self.round_of_group.get(e.src, set()):
-                    out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), e.elements * self.vb,
+                elems = self._from_dram(e, g, ps, st.round) if e.src in self.gmap else 0
+                if elems:
+                    out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), math.ceil(elems) * self.vb,
                                                    "gradients", f"{e.src_op}.grad[t]")))
         out.append(self._next_barrier())
         return out

@@ -73,6 +73,9 @@ def _follows(op: Op, graph: Graph, group_of: dict[str, str], groups: dict[str, G
         return None
     if op.kind == "reshape" and op.type.size != graph[op.inputs[0]].type.size:
         return None
+    order = list(groups)
+    if any(order.index(group_of.get(i, g.name)) > order.index(g.name) for i in op.inputs[1:]):
+        return None  # it also reads a later group: fusing would run it before that group
     return g.name
 
 

@@ -153,7 +153,7 @@ def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece
 
 # ---- traffic between pieces ------------------------------------------------------------------
 
-def _needed(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
+def needed_elements(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
     """Elements of p's output that piece q reads."""
     per_unit = edge.elements / src.units
     if not edge.aligned:
@@ -180,7 +180,7 @@ def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, a
             for r in rounds:
                 for q in by_group.get((dst.name, r), []):
                     for p in by_group.get((src.name, r), []):
-                        n = _needed(e, src, p, q, dst)
+                        n = needed_elements(e, src, p, q, dst)
                         if n <= 0:
                             continue
                         fwd = math.ceil(n * cfg.spike_rate) * EVENT_BYTES if e.spike else n * _vb(arch)
@@ -401,18 +401,20 @@ def _best_layout(rp, rflows, candidates, work, arch: Arch, hops, seed: int, bwd_
 
 
 def _sram_use(plan: Plan) -> dict[tuple[int, int], dict[str, int]]:
-    """Peak bytes per buffer role on each core over the rounds; decides weight residency and
-    BPTT spills (what does not fit streams from / spills to DRAM)."""
+    """Peak bytes per buffer role on each core; decides weight residency and BPTT spills (what
+    does not fit streams from / spills to DRAM). Membrane state lives for one round, so rounds
+    reuse it; weights, weight gradients and BPTT state are needed again after the last forward
+    round (backward, update), so they hold their space for the whole step, across rounds."""
     arch, cfg = plan.arch, plan.config
     T = cfg.timesteps
     gmap = {g.name: g for g in plan.groups}
     peak: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
     for r in range(plan.rounds):
-        use: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
+        membrane = {c: 0 for c in arch.cores}
         for p in sorted((p for p in plan.pieces if p.round == r), key=lambda p: (p.core, p.id)):
-            g, u, role = gmap[p.group], p.hi - p.lo, use[p.core]
-            role["membrane"] = role.get("membrane", 0) + membrane_bytes(g, u, arch)
-            w = weight_bytes(g, u, arch) * (2 if cfg.training else 1)
+            g, u, role = gmap[p.group], p.hi - p.lo, peak[p.core]
+            membrane[p.core] += membrane_bytes(g, u, arch)
+            w = weight_bytes(g, u, arch) * (2 if cfg.training else 1)  # FP and BP engine copies
             if w and role.get("weights", 0) + w <= arch.capacity("weights"):
                 role["weights"] = role.get("weights", 0) + w
                 p.weights_resident = True
@@ -427,6 +429,6 @@ def _sram_use(plan: Plan) -> dict[tuple[int, int], dict[str, int]]:
                 else:
                     p.bptt_spilled = True
         for c in arch.cores:
-            for k, v in use[c].items():
-                peak[c][k] = max(peak[c].get(k, 0), v)
+            if membrane[c]:
+                peak[c]["membrane"] = max(peak[c].get("membrane", 0), membrane[c])
     return peak
