@@ -145,9 +145,7 @@ class _Emitter:
         return out
 
     def _piece(self, t) -> Piece:
-        g = self.gmap[t.group]
-        per = g.root.type.size // g.units
-        return next(p for p in self.plan.pieces if p.group == t.group and p.core == t.core and p.lo * per == t.lo)
+        return self.plan.pieces[t.piece]
 
     def _wbytes(self, t) -> int:
         p = self._piece(t)

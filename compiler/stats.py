@@ -100,13 +100,13 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
 
 def placement_doc(c: Compiled) -> dict:
     """placement.yaml: every piece of every layer, its range, core and engine work."""
-    tasks: dict[tuple, list[str]] = {}
+    tasks: dict[int, list[str]] = {}
     stages = [s for r in c.schedule.fp for s in r] + [s for r in c.schedule.bp for s in r]
     if c.schedule.update:
         stages.append(c.schedule.update)
     for st in stages:
         for t in st.tasks:
-            tasks.setdefault((t.group, t.core), []).append(f"{t.opcode} {t.layer}[{t.lo}:{t.hi}]")
+            tasks.setdefault(t.piece, []).append(f"{t.opcode} {t.layer}[{t.lo}:{t.hi}]")
     gmap = {g.name: g for g in c.plan.groups}
     pieces = []
     for p in c.plan.pieces:
@@ -118,7 +118,7 @@ def placement_doc(c: Compiled) -> dict:
             "elements": [p.lo * per, p.hi * per], "round": p.round, "core": list(p.core),
             "weights": "resident" if p.weights_resident else ("streamed" if g.weights else "none"),
             "bptt_state": "spilled" if p.bptt_spilled else "on-chip",
-            "work": sorted(set(tasks.get((p.group, p.core), []))),
+            "work": list(dict.fromkeys(tasks.get(p.id, []))),
         })
     return {"model": c.graph.name, "arch": c.arch.name, "mesh": [c.arch.rows, c.arch.cols],
             "rounds": c.plan.rounds, "pieces": pieces}

@@ -17,7 +17,8 @@ _VIEWS = frozenset({"flatten", "reshape"})
 
 @dataclass(frozen=True)
 class Task:
-    """One engine instruction on one core: `opcode` on elements [lo, hi) of op `layer`."""
+    """One engine instruction on one core: `opcode` on elements [lo, hi) of op `layer`, the
+    share of piece `piece` (an id of Plan.pieces) of group `group`."""
 
     opcode: str
     layer: str
@@ -25,6 +26,7 @@ class Task:
     hi: int
     core: tuple[int, int]
     group: str
+    piece: int
 
     @property
     def engine(self) -> str:
@@ -62,7 +64,7 @@ def _fp_tasks(g: Group, pieces: list[Piece]) -> list[Task]:
                 continue
             code = ("fp.integrate" if op.kind in WEIGHT_KINDS else
                     "fp.fire" if op.kind in NEURON_KINDS else "fp.elem")
-            tasks.append(Task(code, op.name, *_range(op.type.size, g, p), p.core, g.name))
+            tasks.append(Task(code, op.name, *_range(op.type.size, g, p), p.core, g.name, p.id))
     return tasks
 
 
@@ -78,14 +80,14 @@ def _bp_tasks(g: Group, pieces: list[Piece], input_names: set[str]) -> list[Task
                 code = "bp.propagate"
             else:
                 code = "bp.neuron" if op.kind in NEURON_KINDS else "bp.elem"
-            tasks.append(Task(code, op.name, *_range(op.type.size, g, p), p.core, g.name))
+            tasks.append(Task(code, op.name, *_range(op.type.size, g, p), p.core, g.name, p.id))
     return tasks
 
 
 def _wg_tasks(g: Group, pieces: list[Piece], opcode: str) -> list[Task]:
     if g.root.kind not in WEIGHT_KINDS:
         return []
-    return [Task(opcode, g.root.name, *_range(g.root.type.size, g, p), p.core, g.name) for p in pieces]
+    return [Task(opcode, g.root.name, *_range(g.root.type.size, g, p), p.core, g.name, p.id) for p in pieces]
 
 
 def build_schedule(plan: Plan) -> Schedule:

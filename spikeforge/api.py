@@ -70,7 +70,7 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".spikeforge-", dir=target.parent))
         try:
-            (tmp / "placement.yaml").write_text(yaml.safe_dump(placement_doc(compiled), sort_keys=False))
+            (tmp / "placement.yaml").write_text(yaml.safe_dump(placement_doc(compiled), sort_keys=False, default_flow_style=None, width=120))
             (tmp / "program.sasm").write_text(disassemble(compiled.program))
             (tmp / "compile.json").write_text(json.dumps(stats, indent=2) + "\n")
             target.mkdir(exist_ok=True)
