@@ -14,9 +14,7 @@ from mapping.schedule import Schedule, Stage
 
 
 def _buffer(arch: Arch, role: str, engine: str) -> str:
-    """The buffer of `role` on `engine` (fp/bp/wg), else any buffer of that role."""
-    named = [b.name for b in arch.buffers if b.role == role]
-    return next((n for n in named if n.startswith(engine)), named[0] if named else arch.buffers[0].name)
+    return arch.buffer_for(role, engine).name
 
 
 class _Emitter:
@@ -67,7 +65,7 @@ class _Emitter:
                         out.append(Instr("dma.load", (_buffer(self.arch, "weights", "fp"), weight_bytes(g, p.hi - p.lo, self.arch),
                                                       "weights", f"{g.root.name}.weight[{p.lo}:{p.hi}]")))
                 out += [Instr(t.opcode, (t.layer, t.lo, t.hi)) for t in st.tasks if t.core == core]
-                out += [Instr("noc.send", ("spike" if l.spike else "psum", l.b, l.fwd, f"{g.name}->{l.dst}"))
+                out += [Instr("noc.send", ("spike" if l.spike else "psum", l.b, l.fwd, f"{g.last.name}->{l.dst}"))
                         for l in self.plan.links if l.src == g.name and l.a == core and l.round == st.round and l.fwd]
                 if self._stored_later(g, st.round):
                     out.append(Instr("dma.store", (_buffer(self.arch, "spikes", "fp"),
@@ -101,7 +99,7 @@ class _Emitter:
             if elems:
                 out.append(Instr("dma.load", (_buffer(self.arch, "input", "fp"), self._bytes(elems, e.spike),
                                               "activations", f"{e.src_op}[t]")))
-        out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, f"{l.src}->{l.dst}"))
+        out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, f"{self.gmap[l.src].last.name}->{l.dst}"))
                 for l in self.plan.links if l.dst == g.name and l.b == core and l.round == r and l.fwd]
         return out
 
@@ -195,5 +193,5 @@ def generate(plan: Plan, schedule: Schedule) -> Program:
             body += em.update(core) + [em._next_barrier()]
         cores[core] = body
     meta = {"model": plan.graph.name, "arch": arch.name, "training": cfg.training, "timesteps": cfg.timesteps,
-            "batch": cfg.batch, "rounds": plan.rounds, "strategy": cfg.strategy}
+            "batch": cfg.batch, "rounds": plan.rounds, "strategy": cfg.strategy, "spike_rate": cfg.spike_rate}
     return Program(meta, cores)

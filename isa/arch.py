@@ -81,6 +81,7 @@ class Arch:
     name: str
     description: str
     precision: str
+    arithmetic: str  # fp32 (default) or fp16: how the simulator's engines round their results
     clock_mhz: float
     rows: int
     cols: int
@@ -107,6 +108,12 @@ class Arch:
     def capacity(self, role: str) -> int:
         """Bytes per core of all buffers with this role."""
         return sum(b.bytes for b in self.buffers if b.role == role)
+
+    def buffer_for(self, role: str, engine: str) -> Buffer:
+        """The buffer of `role` that belongs to `engine` (fp/bp/wg: its name starts so), else the
+        first buffer of that role (global ones included), else the core's first buffer."""
+        named = [b for b in self.buffers + self.global_buffers if b.role == role]
+        return next((b for b in named if b.name.startswith(engine)), named[0] if named else self.buffers[0])
 
     def buffer(self, name: str) -> Buffer:
         for b in self.buffers + self.global_buffers:
@@ -190,7 +197,7 @@ def _buffers(doc: _Doc) -> tuple[Buffer, ...]:
 def arch_from_doc(d: Any, where: str = "arch") -> Arch:
     """Validate a parsed architecture YAML document."""
     doc = _Doc(d, "", where)
-    doc.only(("name", "description", "precision", "clock_mhz", "mesh", "core", "global_buffers",
+    doc.only(("name", "description", "precision", "arithmetic", "clock_mhz", "mesh", "core", "global_buffers",
               "noc", "dram", "energy_pj"))
     mesh, core = doc.sub("mesh"), doc.sub("core")
     mesh.only(("rows", "cols"))
@@ -213,7 +220,9 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
     gb = doc.d.get("global_buffers") or {}
     return Arch(
         name=doc.text("name", "custom") or "custom", description=doc.text("description"),
-        precision=doc.choice("precision", ("fp16", "fp32")), clock_mhz=doc.num("clock_mhz"),
+        precision=doc.choice("precision", ("fp16", "fp32")),
+        arithmetic=doc.choice("arithmetic", ("fp32", "fp16")) if "arithmetic" in doc.d else "fp32",
+        clock_mhz=doc.num("clock_mhz"),
         rows=mesh.pos_int("rows"), cols=mesh.pos_int("cols"), engines=engines, buffers=buffers,
         static_mw=core.num("static_mw", False),
         global_buffers=_buffers(_Doc(gb, "global_buffers", where)),
