@@ -17,7 +17,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/spikeforge inspect vgg11
+	$(BIN)/spikeforge simulate vgg11 --train
 
 test: $(VENV)/.installed-test
 	$(BIN)/pytest

@@ -63,6 +63,8 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
         baseline = compile_model(graph, strategy="sequential", **kw) if strategy != "sequential" else compiled
         step("writing outputs")
         stats = compile_stats(compiled, baseline)
+        if isinstance(model, str):  # what `simulate OUTDIR` reloads
+            stats["source"] = {"model": model, "arch": arch, "seed": seed, "dt": dt, "reset": reset}
         target = Path(out)
         if target.exists() and not target.is_dir():
             from isa import SpikeforgeError
@@ -79,3 +81,92 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return stats
+
+
+def _atomic_write(out: str, files: dict[str, callable]) -> None:
+    """Write files into OUTDIR all or nothing: into a temporary folder beside it, then moved in."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from isa import SpikeforgeError
+
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise SpikeforgeError("exists and is not a directory", out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".spikeforge-", dir=target.parent))
+    try:
+        for name, write in files.items():
+            write(tmp / name)
+        target.mkdir(exist_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, target / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_compile_dir(path: str):
+    """Model, arch and program of a directory written by `compile`."""
+    import json
+    from pathlib import Path
+
+    from isa import SpikeforgeError
+    from isa.arch import load_arch
+    from isa.sasm import assemble
+
+    d = Path(path)
+    try:
+        meta = json.loads((d / "compile.json").read_text())
+        src = meta["source"]
+        program = assemble((d / "program.sasm").read_text(), str(d / "program.sasm"))
+    except (OSError, ValueError, KeyError) as e:
+        raise SpikeforgeError(f"not a compile output directory with compile.json (and its source) and program.sasm ({e})",
+                              path) from None
+    graph = load_model(src["model"], seed=src["seed"], dt=src["dt"], reset=src["reset"])
+    return graph, load_arch(src["arch"]), program
+
+
+def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", training: bool = False,
+                    timesteps: int = 4, batch: int = 1, input_file: str | None = None, rate: float | None = None,
+                    seed: int = 0, mode: str = "sparse", record_spikes: bool = False, dt: float = 1e-4,
+                    reset: str = "subtract", progress: bool = False) -> dict:
+    """Compile (unless MODEL is a `compile` output directory) and simulate one step on real data;
+    write OUTDIR/report.json (and spikes.npz with `record_spikes`). Returns the report."""
+    import json
+    import os
+
+    import numpy as np
+
+    from compiler.driver import compile_model
+    from hwsim.simulate import make_input, simulate
+    from isa import SpikeforgeError
+    from spikeforge.progress import bar
+
+    if rate is not None and not 0 <= rate <= 1:
+        raise SpikeforgeError(f"--rate: must be in [0, 1], got {rate}")
+    if os.path.isdir(model):
+        graph, chip, program = _from_compile_dir(model)
+        timesteps, batch = int(program.meta["timesteps"]), int(program.meta["batch"])
+    else:
+        graph = load_model(model, seed=seed, dt=dt, reset=reset)
+        c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed)
+        chip, program = c.arch, c.program
+    data = None
+    if input_file is not None:
+        try:
+            with np.load(input_file) as f:
+                data = f["x"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SpikeforgeError(f"cannot read array 'x' from the .npz file ({e})", input_file) from None
+    x = make_input(graph, timesteps, batch, rate, seed, data)
+    with bar(progress, batch, "simulating") as advance:
+        rep = simulate(graph, program, chip, x, mode=mode, seed=seed, record=record_spikes, progress=advance)
+    values = rep.pop("_values", None)
+    if out is not None:
+        files = {"report.json": lambda p: p.write_text(json.dumps(rep, indent=2) + "\n")}
+        if record_spikes:
+            files["spikes.npz"] = lambda p: np.savez_compressed(p, **values)
+        _atomic_write(out, files)
+    return rep

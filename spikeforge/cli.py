@@ -14,6 +14,9 @@ EXAMPLES = {
     "compile": "examples:\n  spikeforge compile vgg11 -o out/vgg11\n"
                "  spikeforge compile resnet18 --arch large64 --train --timesteps 4 --batch 16 -o out/r18\n"
                "  spikeforge compile model.yaml --arch my_chip.yaml --strategy sequential -o out/base --json",
+    "simulate": "examples:\n  spikeforge simulate vgg11 --train\n"
+                "  spikeforge simulate resnet18 --arch large64 --train -T 4 -B 2 --rate 0.2 -o out/r18 --json\n"
+                "  spikeforge simulate out/vgg11 --input batch.npz --mode dense --record-spikes -o out/sim",
     "inspect": "examples:\n  spikeforge inspect vgg11\n  spikeforge inspect model.yaml --json\n"
                "  spikeforge inspect net.nir --dt 1e-4 --reset zero --timesteps 8\n"
                "  spikeforge inspect resnet18 --ir > resnet18.sfir",
@@ -61,6 +64,19 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="expected spikes per neuron per step, weights the traffic (default 0.1)")
     c.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output directory")
     c.add_argument("--json", action="store_true", help="print compile.json to stdout")
+
+    s = sub.add_parser("simulate", help="simulate one inference or training step on the chip: energy, latency, traffic",
+                       epilog=EXAMPLES["simulate"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_args(s)
+    _run_args(s)
+    s.add_argument("--input", metavar="FILE.npz", help="array x: [T, B, *input] or [B, *input] (repeated over T)")
+    s.add_argument("--rate", type=float, help="Poisson input spikes at this rate (default: 0.2 for spike inputs, "
+                   "uniform [0, 1) values for direct inputs)")
+    s.add_argument("--mode", choices=("sparse", "dense"), default="sparse",
+                   help="sparse: zero spikes/errors are skipped (default); dense: every loop iteration counts")
+    s.add_argument("--record-spikes", action="store_true", help="write OUTDIR/spikes.npz, one [T, B, *shape] array per layer")
+    s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json")
+    s.add_argument("--json", action="store_true", help="print report.json to stdout")
 
     i = sub.add_parser("inspect", help="per-layer shapes, parameters and synaptic work of a model",
                        epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,9 +180,27 @@ def _cmd_compile(args) -> None:
         print_compile(stats, args.out)
 
 
+def _cmd_simulate(args) -> None:
+    from spikeforge.api import simulate_to_dir
+    from spikeforge.render import print_report
+
+    if args.record_spikes and not args.out:
+        raise SpikeforgeError("--record-spikes needs -o OUTDIR")
+    if args.input and args.rate is not None:
+        raise SpikeforgeError("give --input or --rate, not both")
+    rep = simulate_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
+                          batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
+                          record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, progress=not args.json)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print_report(rep, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect, "arch": _cmd_arch, "compile": _cmd_compile}
+    handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect, "arch": _cmd_arch, "compile": _cmd_compile,
+                "simulate": _cmd_simulate}
     try:
         handlers[args.command](args)
     except SpikeforgeError as e:

@@ -28,3 +28,18 @@ def steps(enabled: bool, total: int):
 
         yield step
         bar.advance(task)
+
+
+@contextlib.contextmanager
+def bar(enabled: bool, total: int, description: str):
+    """Yield `advance(done)`: a progress bar with ETA on stderr over `total` items."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(description), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as p:
+        task = p.add_task(description, total=total)
+        yield lambda done: p.update(task, completed=done)

@@ -93,3 +93,36 @@ def print_compile(s: dict, out: str) -> None:
             peak[role] = max(peak.get(role, 0), u["percent"])
     c.print("peak SRAM use per buffer role: " + ", ".join(f"{k} {v:.0f}%" for k, v in sorted(peak.items()) if v))
     c.print(f"wrote {out}/placement.yaml, {out}/program.sasm, {out}/compile.json")
+
+
+def print_report(rep: dict, out: str | None) -> None:
+    """The simulate summary: totals, energy breakdown, DRAM by category, busiest layers."""
+    t, c = rep["totals"], rep["config"]
+    con = _console()
+    step = "training step" if c["training"] else "inference"
+    con.print(f"{c['model']} on {c['arch']} ({step}, T={c['timesteps']}, B={c['batch']}, mode {c['mode']}, "
+              f"{c['arithmetic']} arithmetic)")
+    tab = Table(title="totals")
+    tab.add_column("figure")
+    tab.add_column("value", justify="right")
+    rows = [("energy", f"{t['energy_pj'] / 1e6:,.3f} µJ"), ("latency", f"{t['latency_s'] * 1e3:,.3f} ms"),
+            ("cycles", f"{t['cycles']:,}"), ("synaptic ops (sparse)", _si(t["synaptic_ops"])),
+            ("dense synaptic ops", _si(t["dense_synaptic_ops"])), ("DRAM bytes", _si(t["dram_bytes"]) + "B"),
+            ("NoC bytes / hop-bytes", f"{_si(t['noc_bytes'])}B / {_si(t['noc_hop_bytes'])}B"),
+            ("TFLOPS/W on chip / total", f"{t['tflops_per_w_onchip']} / {t['tflops_per_w_total']}")]
+    if t["gpu_baseline_dram_bytes"]:
+        rows.append(("GPU baseline DRAM bytes", _si(t["gpu_baseline_dram_bytes"]) + "B"))
+        rows.append(("DRAM reduction vs GPU", f"{100 * t['dram_reduction_vs_gpu']:.1f} %"))
+    for k, v in rows:
+        tab.add_row(k, v)
+    con.print(tab)
+    e = t["energy_breakdown_pj"]
+    total = t["energy_pj"] or 1
+    con.print("energy: " + ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in e.items()))
+    con.print("DRAM: " + ", ".join(f"{k} {_si(v)}B" for k, v in t["dram_bytes_by_category"].items()))
+    spiking = [l for l in rep["layers"] if l["spike_rate"] is not None]
+    if spiking:
+        rate = sum(l["spike_rate"] for l in spiking) / len(spiking)
+        con.print(f"mean spike rate over {len(spiking)} spiking layers: {rate:.3f}")
+    if out:
+        con.print(f"wrote {out}/report.json")

@@ -1,0 +1,210 @@
+"""Timing and energy: walk a compiled program core by core, with the work the functional
+simulation measured, and charge every instruction its cycles and its energy terms. The rules
+are in docs/simulation.md; every constant comes from the architecture."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwsim.functional import OpStats
+from isa import Graph
+from isa.arch import Arch
+from isa.ops import SPIKE
+from isa.program import CATEGORIES, Instr, Loop, Program
+
+ENGINES = ("fp", "bp", "wg")
+
+
+@dataclass
+class Costs:
+    cycles: int = 0
+    energy: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("compute", "sram", "noc", "dram", "static"), 0.0))
+    dram_bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
+    noc_bytes: float = 0.0
+    noc_hop_bytes: float = 0.0
+    syn_ops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENGINES, 0))
+    dense_syn_ops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENGINES, 0))
+    layers: dict[str, dict] = field(default_factory=dict)
+    cores: dict[tuple, dict] = field(default_factory=dict)
+
+
+def _walk(body, ctx: tuple[int, int], depth: int):
+    """Yield (instruction, (b, t)): the outermost loop counts samples, the inner ones steps."""
+    for item in body:
+        if isinstance(item, Loop):
+            order = range(item.count - 1, -1, -1) if item.reverse else range(item.count)
+            for i in order:
+                yield from _walk(item.body, (i, ctx[1]) if depth == 0 else (ctx[0], i), depth + 1)
+        else:
+            yield item, ctx
+
+
+def _hops(a, b) -> int:
+    return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+def _xy_links(a, b):
+    (r, c), out = a, []
+    while c != b[1]:
+        nc = c + (1 if b[1] > c else -1)
+        out.append(((r, c), (r, nc)))
+        c = nc
+    while r != b[0]:
+        nr = r + (1 if b[0] > r else -1)
+        out.append(((r, c), (nr, c)))
+        r = nr
+    return out
+
+
+class _Chip:
+    def __init__(self, graph: Graph, arch: Arch, stats: dict[str, OpStats], mode: str, planned_rate: float,
+                 training: bool):
+        self.g, self.a, self.stats, self.mode, self.training = graph, arch, stats, mode, training
+        self.vb = arch.value_bytes * 8
+        self.rate = planned_rate
+        self.layers = {op.name: op for op in graph}
+        self.work = {li.name: li for li in graph.layers()}
+        self.cum = {}
+        for name, st in stats.items():
+            for key in ("fp_ops", "bp_ops", "wg_ops"):
+                arr = getattr(st, key)
+                if arr is not None:
+                    self.cum[(name, key)] = np.concatenate([np.zeros(arr.shape[:2] + (1,), np.int64), arr.cumsum(2)], 2)
+
+    def _ops(self, layer: str, key: str, b: int, t: int, u0: int, u1: int, dense: int) -> tuple[int, int]:
+        """(ops counted in this mode, dense ops) of units [u0, u1)."""
+        c = self.cum.get((layer, key))
+        measured = int(c[b, t, u1] - c[b, t, u0]) if c is not None else dense
+        return (dense if self.mode == "dense" else measured), dense
+
+    def engine(self, ins: Instr, b: int, t: int):
+        """(engine, cycles, compute pJ, sram pJ, synaptic ops, dense synaptic ops) of one engine instruction."""
+        layer, lo, hi = ins.args
+        op, st, li = self.layers[layer], self.stats[layer], self.work[layer]
+        per = op.type.size // st.units
+        u0, u1 = lo // per, math.ceil(hi / per)
+        share = (u1 - u0) / st.units
+        n = hi - lo
+        a, e, vb = self.a, self.a.energy, self.vb
+        eng, kind = ins.op.split(".")
+        syn = dense = 0
+        spike_in = bool(op.inputs) and self.layers[op.inputs[0]].type.kind == SPIKE
+        in_size = self.layers[op.inputs[0]].type.size if op.inputs else 0
+        wcount = li.params * share
+        if kind in ("integrate", "propagate", "accumulate"):
+            key = {"integrate": "fp_ops", "propagate": "bp_ops", "accumulate": "wg_ops"}[kind]
+            syn, dense = self._ops(layer, key, b, t, u0, u1, round(li.work.syn_ops * share))
+            pj_op = e.mac if kind == "propagate" or not spike_in else e.ac
+            compute = syn * pj_op
+            bits = {"weights": wcount * vb * (2 if kind == "accumulate" else 1),
+                    "input": in_size * (1 if spike_in else vb), "psum": 2 * n * vb}
+            if kind == "accumulate":
+                bits = {"wgrad": 2 * wcount * vb, "input": in_size * (1 if spike_in else vb), "grad_in": n * vb}
+            ops = syn
+        elif kind == "fire":
+            compute = n * e.neuron_fwd
+            bits = {"psum": n * vb, "membrane": 2 * n * vb, "spikes": n}
+            if self.training:
+                bits["bptt"] = n * (vb + 2)
+            ops = n
+        elif kind == "neuron":
+            compute = n * e.neuron_bwd
+            bits = {"bptt": n * (vb + 2), "grad_out": 2 * n * vb}
+            ops = n
+        elif kind == "update":
+            compute = wcount * e.sgd
+            bits = {"weights": 2 * wcount * vb, "wgrad": wcount * vb}
+            ops = wcount
+        else:  # fp.elem / bp.elem
+            k = li.work.elem_ops / max(op.type.size, 1) or 1
+            compute = n * k * e.elem
+            bits = {"psum": 2 * n * vb}
+            ops = n * k
+        sram = 0.0
+        port_cycles = 0
+        for role, nbits in bits.items():
+            buf = a.buffer_for(role, eng)
+            sram += nbits * buf.pj_per_bit
+            port_cycles = max(port_cycles, math.ceil(nbits / buf.port_bits))
+        cycles = max(math.ceil(ops / a.engines[eng].lanes), port_cycles)
+        return eng, cycles, compute, sram, syn, dense
+
+
+def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpStats], mode: str = "sparse") -> Costs:
+    """Cycles, energy terms, traffic and per-layer / per-core figures of one run of `program`."""
+    B = int(program.meta.get("batch", 1))
+    chip = _Chip(graph, arch, stats, mode, float(program.meta.get("spike_rate", 0.1)), bool(program.meta.get("training")))
+    out = Costs()
+    a = arch
+    bytes_per_cycle = a.dram.gb_per_s * 1e9 / (a.clock_mhz * 1e6)
+    dram_latency = math.ceil(a.dram.latency_ns * a.clock_mhz / 1e3)
+    barrier_cycles = (a.rows + a.cols) * a.noc.hop_cycles
+    # per stage: per core engine cycles, DRAM bytes, link loads, longest message
+    stages: list[dict] = []
+    busy = {c: dict.fromkeys(ENGINES, 0) for c in program.cores}
+    core_energy = dict.fromkeys(program.cores, 0.0)
+    for core, body in program.cores.items():
+        k = 0
+        for ins, (b, t) in _walk(body, (0, 0), 0):
+            while len(stages) <= k:
+                stages.append({"eng": {}, "dram": 0, "links": {}, "msg": 0})
+            s = stages[k]
+            unit = ins.unit
+            if unit == "barrier":
+                k += 1
+            elif unit in ENGINES:
+                eng, cyc, comp, sram, syn, dense = chip.engine(ins, b, t)
+                key = (core, eng)
+                s["eng"][key] = s["eng"].get(key, 0) + cyc
+                busy[core][eng] += cyc
+                out.energy["compute"] += comp
+                out.energy["sram"] += sram
+                core_energy[core] += comp + sram
+                lay = out.layers.setdefault(ins.args[0], {"ops": dict.fromkeys(ENGINES, 0), "energy_pj": 0.0, "cycles": 0})
+                lay["ops"][eng] += syn
+                lay["energy_pj"] += comp + sram
+                lay["cycles"] += cyc
+                if ins.op in ("fp.integrate", "bp.propagate", "wg.accumulate"):
+                    out.syn_ops[eng] += syn
+                    out.dense_syn_ops[eng] += dense
+            elif unit == "dma":
+                buf, nbytes, cat, _ = ins.args
+                s["dram"] += nbytes
+                out.dram_bytes[cat] += nbytes
+                out.energy["dram"] += nbytes * 8 * a.dram.pj_per_bit
+                sram = nbytes * 8 * a.buffer(buf).pj_per_bit if any(x.name == buf for x in a.buffers + a.global_buffers) else 0.0
+                out.energy["sram"] += sram
+                core_energy[core] += sram
+            elif ins.op == "noc.send":
+                kind, dst, nbytes, tag = ins.args
+                if kind == "spike":
+                    st = stats.get(tag.split("->")[0])
+                    if st is not None and chip.rate:
+                        nbytes = nbytes * (st.out_nonzero[t] / (st.size * B)) / chip.rate
+                hops = _hops(core, dst)
+                flits = math.ceil(nbytes * 8 / a.noc.link_bits)
+                for link in _xy_links(core, dst):
+                    s["links"][link] = s["links"].get(link, 0) + flits
+                s["msg"] = max(s["msg"], hops * a.noc.hop_cycles + flits)
+                out.noc_bytes += nbytes
+                out.noc_hop_bytes += nbytes * hops
+                out.energy["noc"] += nbytes * 8 * hops * a.noc.hop_pj_per_bit
+                core_energy[core] += nbytes * 8 * hops * a.noc.hop_pj_per_bit
+    total = 0
+    for s in stages:
+        compute = max(s["eng"].values(), default=0)
+        noc = max(max(s["links"].values(), default=0), s["msg"])
+        dram = math.ceil(s["dram"] / bytes_per_cycle) + (dram_latency if s["dram"] else 0)
+        total += max(compute, noc, dram) + barrier_cycles
+    out.cycles = total
+    seconds = total / (a.clock_mhz * 1e6)
+    static_pj = a.static_mw * 1e-3 * seconds * 1e12
+    out.energy["static"] = static_pj * a.n_cores
+    for core in program.cores:
+        out.cores[core] = {"utilisation": {e: round(busy[core][e] / total, 4) if total else 0.0 for e in ENGINES},
+                           "energy_pj": core_energy[core] + static_pj}
+    return out
+
