@@ -229,11 +229,12 @@ class Simulator:
             if need_x:
                 ops = K.linear_bwd(e2, self.w[op.name]["w"], gx)
                 st.bp_ops[b0:b0 + B, t] = ops.reshape(B, st.units, -1).sum(2)
-            dwt = np.zeros((n_in, m), np.float32)
-            ev = K.linear_wg(x2, e2, dwt)
+            key = (op.name, "weight:t")
+            if key not in grads:
+                grads[key] = np.zeros((n_in, m), np.float32)
+            ev = K.linear_wg(x2, e2, grads[key])
             st.wg_ops[b0:b0 + B, t] = (ev[:, None] if len(op.type.shape) == 1 else
                                        ev.reshape(B, st.units, -1).sum(2) * m)
-            _acc(grads, (op.name, "weight"), dwt.T)
             if "bias" in op.tensors:
                 _acc(grads, (op.name, "bias"), e2.sum(0))
             return gx.reshape(x.shape)
@@ -244,11 +245,11 @@ class Simulator:
         gx = np.zeros_like(xh)
         if need_x:
             st.bp_ops[b0:b0 + B, t] = K.conv_bwd(eh, self.w[op.name]["wb"], gx, stride, pad, dil, groups)
-        dwf = np.zeros_like(self.w[op.name]["wf"])
-        ev = K.conv_wg(xh, eh, dwf, stride, pad, dil, groups)
+        key = (op.name, "weight:hwc")
+        if key not in grads:
+            grads[key] = np.zeros_like(self.w[op.name]["wf"])
+        ev = K.conv_wg(xh, eh, grads[key], stride, pad, dil, groups)
         st.wg_ops[b0:b0 + B, t] = np.repeat(ev, op.type.shape[0] // groups, axis=1)
-        dw = dwf.transpose(3, 0, 1, 2)
-        _acc(grads, (op.name, "weight"), dw[:, :, 0, :] if op.kind == "conv1d" else dw)
         if "bias" in op.tensors:
             _acc(grads, (op.name, "bias"), eh.sum((0, 1, 2)))
         return _chw(gx, op.kind)
@@ -269,6 +270,20 @@ class Simulator:
             carry_i[op.name] = di * _coef(op, "alpha")
             return di * _coef(op, "gain_syn", 1.0)
         return du * gain
+
+
+def _graph_layout(graph: Graph, grads: dict) -> dict:
+    """Weight gradients accumulated in the kernels' layouts, back in the graph's layout."""
+    out = {}
+    for (name, tensor), g in grads.items():
+        if tensor == "weight:t":
+            out[(name, "weight")] = np.ascontiguousarray(g.T)
+        elif tensor == "weight:hwc":
+            w = g.transpose(3, 0, 1, 2)
+            out[(name, "weight")] = np.ascontiguousarray(w[:, :, 0, :] if graph[name].kind == "conv1d" else w)
+        else:
+            out[(name, tensor)] = g
+    return out
 
 
 def _acc(grads: dict, key, value: np.ndarray) -> None:
@@ -442,6 +457,7 @@ def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, tra
         if progress:
             progress(min(b0 + chunk, B))
     res.loss = float(sum(losses)) if losses else None
+    res.grads = _graph_layout(sim.graph, res.grads)
     res.values = {k: np.concatenate(v, axis=1) for k, v in recorded.items()}
     return res
 
