@@ -159,3 +159,22 @@ def test_simulate_errors_are_one_line(capsys, tmp_path, argv, needle):
     rc, _, err = _cli(capsys, *argv)
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err
     assert not (tmp_path / "o").exists()
+
+
+def test_fp16_arithmetic_rounds_stored_values_and_stays_close_to_fp32():
+    from isa.arch import arch_doc, arch_from_doc
+
+    doc, _ = arch_doc("default")
+    fp16 = arch_from_doc({**doc, "arithmetic": "fp16"}, "fp16.yaml")
+    assert fp16.arithmetic == "fp16" and arch_from_doc(doc).arithmetic == "fp32"
+    g = load_model("mlp", seed=0)
+    x = make_input(g, 4, 2, 0.3, seed=1)
+    stats = new_stats(g, 2, 4, False)
+    v16, m16, _ = Simulator(g, fp16=True).forward({"input": x}, False, stats, 0)
+    v32, m32, _ = Simulator(g).forward({"input": x}, False, new_stats(g, 2, 4, False), 0)
+    u = m16["lif1"]
+    assert np.array_equal(u, u.astype(np.float16).astype(np.float32))
+    assert np.mean(np.abs(u - m32["lif1"]) < 1e-2) > 0.98  # a few threshold crossings flip
+    assert np.mean(v16["lif1"] == v32["lif1"]) > 0.99
+    with pytest.raises(Exception, match="arithmetic"):
+        arch_from_doc({**doc, "arithmetic": "int8"}, "bad.yaml")
