@@ -125,12 +125,14 @@ class _Chip:
             ops = n * k
         sram = 0.0
         port_cycles = 0
+        touched = {}
         for role, nbits in bits.items():
             buf = a.buffer_for(role, eng)
             sram += nbits * buf.pj_per_bit
             port_cycles = max(port_cycles, math.ceil(nbits / buf.port_bits))
+            touched[buf.name] = min(buf.bytes, math.ceil(nbits / 8))
         cycles = max(math.ceil(ops / a.engines[eng].lanes), port_cycles)
-        return eng, cycles, compute, sram, syn, dense
+        return eng, cycles, compute, sram, syn, dense, touched
 
 
 def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpStats], mode: str = "sparse") -> Costs:
@@ -146,6 +148,7 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
     stages: list[dict] = []
     busy = {c: dict.fromkeys(ENGINES, 0) for c in program.cores}
     core_energy = dict.fromkeys(program.cores, 0.0)
+    peak = {c: {} for c in program.cores}  # bytes of each buffer one instruction touches, at most its size
     for core, body in program.cores.items():
         k = 0
         for ins, (b, t) in _walk(body, (0, 0), 0):
@@ -156,7 +159,9 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
             if unit == "barrier":
                 k += 1
             elif unit in ENGINES:
-                eng, cyc, comp, sram, syn, dense = chip.engine(ins, b, t)
+                eng, cyc, comp, sram, syn, dense, touched = chip.engine(ins, b, t)
+                for name, nb in touched.items():
+                    peak[core][name] = max(peak[core].get(name, 0), nb)
                 key = (core, eng)
                 s["eng"][key] = s["eng"].get(key, 0) + cyc
                 busy[core][eng] += cyc
@@ -175,7 +180,10 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
                 s["dram"] += nbytes
                 out.dram_bytes[cat] += nbytes
                 out.energy["dram"] += nbytes * 8 * a.dram.pj_per_bit
-                sram = nbytes * 8 * a.buffer(buf).pj_per_bit if any(x.name == buf for x in a.buffers + a.global_buffers) else 0.0
+                known = any(x.name == buf for x in a.buffers + a.global_buffers)
+                sram = nbytes * 8 * a.buffer(buf).pj_per_bit if known else 0.0
+                if known:
+                    peak[core][buf] = max(peak[core].get(buf, 0), min(nbytes, a.buffer(buf).bytes))
                 out.energy["sram"] += sram
                 core_energy[core] += sram
             elif ins.op == "noc.send":
@@ -205,6 +213,6 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
     out.energy["static"] = static_pj * a.n_cores
     for core in program.cores:
         out.cores[core] = {"utilisation": {e: round(busy[core][e] / total, 4) if total else 0.0 for e in ENGINES},
-                           "energy_pj": core_energy[core] + static_pj}
+                           "energy_pj": core_energy[core] + static_pj, "sram_peak_bytes": dict(sorted(peak[core].items()))}
     return out
 

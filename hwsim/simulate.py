@@ -99,8 +99,8 @@ def _report(graph, program, arch, res, costs, mode, seed, T, B, training) -> dic
         "dram_reduction_vs_gpu": round(1 - dram_total / gpu, 6) if gpu else None,
         "loss": round(res.loss, 6) if res.loss is not None else None,
     }
-    cores = [{"core": list(c), **{"utilisation": v["utilisation"], "energy_pj": round(float(v["energy_pj"]), 3)}}
-             for c, v in costs.cores.items()]
+    cores = [{"core": list(c), "utilisation": v["utilisation"], "energy_pj": round(float(v["energy_pj"]), 3),
+              "sram_peak_bytes": {k: int(n) for k, n in v["sram_peak_bytes"].items()}} for c, v in costs.cores.items()]
     rep = {"totals": totals, "layers": layers, "cores": cores,
            "config": {"model": graph.name, "arch": arch.name, "mode": mode, "timesteps": T, "batch": B,
                       "seed": seed, "training": training, "arithmetic": arch.arithmetic, "version": VERSION}}

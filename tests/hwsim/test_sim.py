@@ -128,6 +128,10 @@ def test_simulate_report_is_complete_and_byte_identical_for_the_same_seed(capsys
     lif = next(l for l in rep["layers"] if l["name"] == "lif1")
     assert 0 < lif["spike_rate"] < 1 and 0 < lif["grad_nonzero"] <= 1
     assert all(0 <= u <= 1 for c in rep["cores"] for u in c["utilisation"].values())
+    from isa.arch import load_arch
+    chip = load_arch("default")
+    for c in rep["cores"]:
+        assert c["sram_peak_bytes"] and all(0 < n <= chip.buffer(b).bytes for b, n in c["sram_peak_bytes"].items())
     rc, _, _ = _cli(capsys, "simulate", "mlp", "--train", "-T", "3", "-B", "2", "--seed", "5", "-o", tmp_path / "c")
     assert (tmp_path / "c" / "report.json").read_bytes() != a
 
