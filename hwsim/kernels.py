@@ -3,6 +3,9 @@ elements of its source tensor only (spikes in FP and WG, errors in BP) and scatt
 along a contiguous row of weights, so zero spikes and zero errors cost nothing. Each kernel also
 returns the synaptic operations it performed, counted where they land.
 
+The innermost loops run over 1-D row views (contiguous slices), which LLVM vectorises, and
+`error_model="numpy"` keeps division checks out of the loops.
+
 Layouts are channels-last: activations [B, H, W, C]; a 1-D conv is a 2-D conv with H = 1.
 Weights are passed pre-transposed so that the innermost loop runs over contiguous memory:
   FP  wf[cin_local, kh, kw, cout]   (= W.transpose(1, 2, 3, 0))
@@ -16,7 +19,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _tap(pos: int, pad: int, k: int, dil: int, stride: int, size: int) -> int:
     """Output index that input index `pos` reaches through kernel tap `k`, or -1."""
     num = pos + pad - k * dil
@@ -26,7 +29,7 @@ def _tap(pos: int, pad: int, k: int, dil: int, stride: int, size: int) -> int:
     return o if o < size else -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def conv_fwd(x, wf, out, stride, pad, dil, groups):
     """out[b, oy, ox, k] += x[b, y, x, c] * wf[c % cin_g, i, j, k] for every non-zero input.
     Returns ops[b, group]: synaptic operations per output channel of each group."""
@@ -54,12 +57,14 @@ def conv_fwd(x, wf, out, stride, pad, dil, groups):
                             if ox < 0:
                                 continue
                             ops[b, g] += 1
-                            for k in range(k0, k0 + cog):
-                                out[b, oy, ox, k] += v * wf[cl, i, j, k]
+                            orow = out[b, oy, ox, k0:k0 + cog]
+                            wrow = wf[cl, i, j, k0:k0 + cog]
+                            for k in range(cog):
+                                orow[k] += v * wrow[k]
     return ops
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def conv_bwd(e, wb, gx, stride, pad, dil, groups):
     """gx[b, y, x, c] += e[b, oy, ox, k] * wb[k, i, j, c % cin_g] for every non-zero error.
     Returns ops[b, k]: synaptic operations per output channel."""
@@ -85,12 +90,14 @@ def conv_bwd(e, wb, gx, stride, pad, dil, groups):
                             if xx < 0 or xx >= W:
                                 continue
                             ops[b, k] += cin_g
+                            grow = gx[b, y, xx, c0:c0 + cin_g]
+                            wrow = wb[k, i, j]
                             for c in range(cin_g):
-                                gx[b, y, xx, c0 + c] += v * wb[k, i, j, c]
+                                grow[c] += v * wrow[c]
     return ops
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def conv_wg(x, e, dwf, stride, pad, dil, groups):
     """dwf[c % cin_g, i, j, k] += x[b, y, x, c] * e[b, oy, ox, k] for every non-zero input.
     Returns ops[b, group] as conv_fwd."""
@@ -118,12 +125,14 @@ def conv_wg(x, e, dwf, stride, pad, dil, groups):
                             if ox < 0:
                                 continue
                             ops[b, g] += 1
-                            for k in range(k0, k0 + cog):
-                                dwf[cl, i, j, k] += v * e[b, oy, ox, k]
+                            drow = dwf[cl, i, j, k0:k0 + cog]
+                            erow = e[b, oy, ox, k0:k0 + cog]
+                            for k in range(cog):
+                                drow[k] += v * erow[k]
     return ops
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linear_fwd(x, wt, out):
     """out[r, :] += x[r, i] * wt[i, :] for every non-zero x[r, i]; returns events per row."""
     R, N = x.shape
@@ -135,12 +144,13 @@ def linear_fwd(x, wt, out):
             if v == 0:
                 continue
             ops[r] += 1
+            orow, wrow = out[r], wt[i]
             for j in range(M):
-                out[r, j] += v * wt[i, j]
+                orow[j] += v * wrow[j]
     return ops
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linear_bwd(e, w, gx):
     """gx[r, :] += e[r, j] * w[j, :] for every non-zero error; returns ops[r, j] (fan-in or 0)."""
     R, M = e.shape
@@ -152,12 +162,13 @@ def linear_bwd(e, w, gx):
             if v == 0:
                 continue
             ops[r, j] = N
+            grow, wrow = gx[r], w[j]
             for i in range(N):
-                gx[r, i] += v * w[j, i]
+                grow[i] += v * wrow[i]
     return ops
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linear_wg(x, e, dwt):
     """dwt[i, :] += x[r, i] * e[r, :] for every non-zero x[r, i]; returns events per row."""
     R, N = x.shape
@@ -169,6 +180,7 @@ def linear_wg(x, e, dwt):
             if v == 0:
                 continue
             ops[r] += 1
+            drow, erow = dwt[i], e[r]
             for j in range(M):
-                dwt[i, j] += v * e[r, j]
+                drow[j] += v * erow[j]
     return ops
