@@ -10,7 +10,8 @@ import numpy as np
 from compiler.driver import Compiled
 from isa.program import CATEGORIES
 from mapping.plan import _work
-from mapping.placement import hops_matrix, xy_route
+from isa.arch import xy_route
+from mapping.placement import hops_matrix
 
 
 def program_traffic(c: Compiled) -> tuple[dict[str, int], np.ndarray]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from hwsim.functional import OpStats
 from isa import Graph
-from isa.arch import Arch
+from isa.arch import Arch, xy_route
 from isa.ops import SPIKE
 from isa.program import CATEGORIES, Instr, Loop, Program
 
@@ -44,19 +44,6 @@ def _walk(body, ctx: tuple[int, int], depth: int):
 
 def _hops(a, b) -> int:
     return abs(a[0] - b[0]) + abs(a[1] - b[1])
-
-
-def _xy_links(a, b):
-    (r, c), out = a, []
-    while c != b[1]:
-        nc = c + (1 if b[1] > c else -1)
-        out.append(((r, c), (r, nc)))
-        c = nc
-    while r != b[0]:
-        nr = r + (1 if b[0] > r else -1)
-        out.append(((r, c), (nr, c)))
-        r = nr
-    return out
 
 
 class _Chip:
@@ -194,7 +181,7 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
                         nbytes = nbytes * (st.out_nonzero[t] / (st.size * B)) / chip.rate
                 hops = _hops(core, dst)
                 flits = math.ceil(nbytes * 8 / a.noc.link_bits)
-                for link in _xy_links(core, dst):
+                for link in xy_route(core, dst):
                     s["links"][link] = s["links"].get(link, 0) + flits
                 s["msg"] = max(s["msg"], hops * a.noc.hop_cycles + flits)
                 out.noc_bytes += nbytes

@@ -133,7 +133,7 @@ class Simulator:
             out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
         return out
 
-    def forward(self, x: dict[str, np.ndarray], training: bool, stats: dict[str, OpStats], b0: int):
+    def forward(self, x: dict[str, np.ndarray], stats: dict[str, OpStats], b0: int):
         """x: input name -> [T, B, *shape]. Returns per-op outputs and neuron states, [T, B, ...]."""
         T, B = next(iter(x.values())).shape[:2]
         vals: dict[str, np.ndarray] = {}
@@ -444,7 +444,7 @@ def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, tra
     recorded: dict[str, list] = {}
     for b0 in range(0, B, chunk):
         xs = {k: v[:, b0:b0 + chunk] for k, v in x.items()}
-        vals, mem, cur = sim.forward(xs, training, stats, b0)
+        vals, mem, cur = sim.forward(xs, stats, b0)
         if labels is not None:
             loss, dout, correct = loss_grad(vals[out_name], labels[b0:b0 + chunk], B)
             losses.append(loss)

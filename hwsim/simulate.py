@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.cost import ENGINES, run_costs
-from hwsim.functional import Simulator, run, sgd_update
+from hwsim.functional import Simulator, output_name, run, sgd_update
 from hwsim.gpu import GpuConfig, gpu_dram_bytes
 from isa import Graph, SpikeforgeError
 from isa.arch import Arch
@@ -48,7 +48,7 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
         raise SpikeforgeError(f"input has T={T}, B={B} but the program was compiled for "
                               f"T={program.meta.get('timesteps')}, B={program.meta.get('batch')}")
     if labels is None:
-        n_out = int(np.prod(graph[_out(graph)].type.shape))
+        n_out = int(np.prod(graph[output_name(graph)].type.shape))
         labels = np.random.default_rng(seed + 1).integers(0, n_out, B)
     sim = Simulator(graph, fp16=arch.arithmetic == "fp16")
     res = run(sim, {graph.inputs[0].name: x}, labels, training, chunk=1, record=record, progress=progress)
@@ -56,11 +56,6 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
         sgd_update(graph, res.grads, lr)
     costs = run_costs(program, graph, arch, res.stats, mode)
     return _report(graph, program, arch, res, costs, mode, seed, T, B, training)
-
-
-def _out(graph: Graph) -> str:
-    o = graph.outputs[0]
-    return o.inputs[0] if o.kind == "output" else o.name
 
 
 def _report(graph, program, arch, res, costs, mode, seed, T, B, training) -> dict:

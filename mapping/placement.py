@@ -78,17 +78,3 @@ def anneal(traffic: np.ndarray, slot_of: np.ndarray, hops: np.ndarray, seed: int
                 best, best_cost = slots.copy(), cost
         temp *= cool
     return best
-
-
-def xy_route(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Directed links of the XY route from core a to core b (columns first, then rows)."""
-    links, (r, c) = [], a
-    while c != b[1]:
-        nc = c + (1 if b[1] > c else -1)
-        links.append(((r, c), (r, nc)))
-        c = nc
-    while r != b[0]:
-        nr = r + (1 if b[0] > r else -1)
-        links.append(((r, c), (nr, c)))
-        r = nr
-    return links

@@ -42,10 +42,6 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     OUTDIR/placement.yaml, OUTDIR/program.sasm and OUTDIR/compile.json (all or nothing).
     Returns the compile.json figures."""
     import json
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     import yaml
 
@@ -65,21 +61,12 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
         stats = compile_stats(compiled, baseline)
         if isinstance(model, str):  # what `simulate OUTDIR` reloads
             stats["source"] = {"model": model, "arch": arch, "seed": seed, "dt": dt, "reset": reset}
-        target = Path(out)
-        if target.exists() and not target.is_dir():
-            from isa import SpikeforgeError
-            raise SpikeforgeError("exists and is not a directory", out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".spikeforge-", dir=target.parent))
-        try:
-            (tmp / "placement.yaml").write_text(yaml.safe_dump(placement_doc(compiled), sort_keys=False, default_flow_style=None, width=120))
-            (tmp / "program.sasm").write_text(disassemble(compiled.program))
-            (tmp / "compile.json").write_text(json.dumps(stats, indent=2) + "\n")
-            target.mkdir(exist_ok=True)
-            for f in tmp.iterdir():
-                os.replace(f, target / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _atomic_write(out, {
+            "placement.yaml": lambda p: p.write_text(yaml.safe_dump(placement_doc(compiled), sort_keys=False,
+                                                                    default_flow_style=None, width=120)),
+            "program.sasm": lambda p: p.write_text(disassemble(compiled.program)),
+            "compile.json": lambda p: p.write_text(json.dumps(stats, indent=2) + "\n"),
+        })
     return stats
 
 

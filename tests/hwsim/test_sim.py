@@ -33,7 +33,7 @@ def test_spikes_membranes_and_gradients_equal_the_numpy_reference(name):
     ref = run_dense(g, x, labels, training=True)
     sim = Simulator(g)
     stats = new_stats(g, B, T, True)
-    vals, mem, _ = sim.forward({g.inputs[0].name: x}, True, stats, 0)
+    vals, mem, _ = sim.forward({g.inputs[0].name: x}, stats, 0)
     rates = []
     for op in g:
         if op.kind == "output":
@@ -174,8 +174,8 @@ def test_fp16_arithmetic_rounds_stored_values_and_stays_close_to_fp32():
     g = load_model("mlp", seed=0)
     x = make_input(g, 4, 2, 0.3, seed=1)
     stats = new_stats(g, 2, 4, False)
-    v16, m16, _ = Simulator(g, fp16=True).forward({"input": x}, False, stats, 0)
-    v32, m32, _ = Simulator(g).forward({"input": x}, False, new_stats(g, 2, 4, False), 0)
+    v16, m16, _ = Simulator(g, fp16=True).forward({"input": x}, stats, 0)
+    v32, m32, _ = Simulator(g).forward({"input": x}, new_stats(g, 2, 4, False), 0)
     u = m16["lif1"]
     assert np.array_equal(u, u.astype(np.float16).astype(np.float32))
     assert np.mean(np.abs(u - m32["lif1"]) < 1e-2) > 0.98  # a few threshold crossings flip

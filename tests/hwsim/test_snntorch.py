@@ -166,7 +166,7 @@ def check(g, names, layers, x, labels):
             assert op.params["reset"] == "subtract", op.name
             assert (op.params["surrogate"], op.params["slope"]) == ("atan", 2.0), op.name
     sim = Simulator(g)
-    vals, mem, _ = sim.forward({inp.name: x}, True, new_stats(g, B, T, True), 0)
+    vals, mem, _ = sim.forward({inp.name: x}, new_stats(g, B, T, True), 0)
     for i, l in enumerate(layers):
         n = names[i]
         assert vals[n].shape == vals_ref[i].shape, n

@@ -8,7 +8,8 @@ from compiler.stats import compile_stats, program_traffic
 from isa.arch import load_arch
 from isa.program import Instr, Loop
 from isa.sasm import assemble, disassemble
-from mapping.placement import anneal, hop_cost, hops_matrix, spectral_start, xy_route
+from isa.arch import xy_route
+from mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
 from mapping.plan import membrane_bytes
 
 CASES = [("mlp", "default", True), ("vgg11", "default", True), ("sdt", "edge4", True),
