@@ -55,6 +55,7 @@ class _Chip:
         self.layers = {op.name: op for op in graph}
         self.work = {li.name: li for li in graph.layers()}
         self.cum = {}
+        self._fixed: dict[int, tuple] = {}
         for name, st in stats.items():
             for key in ("fp_ops", "bp_ops", "wg_ops"):
                 arr = getattr(st, key)
@@ -68,58 +69,67 @@ class _Chip:
         return (dense if self.mode == "dense" else measured), dense
 
     def engine(self, ins: Instr, b: int, t: int):
-        """(engine, cycles, compute pJ, sram pJ, synaptic ops, dense synaptic ops) of one engine instruction."""
+        """(engine, cycles, compute pJ, sram pJ, synaptic ops, dense synaptic ops, bytes touched per
+        buffer) of one engine instruction at sample b, step t."""
+        fixed = self._fixed.get(id(ins))
+        if fixed is None:
+            fixed = self._fixed[id(ins)] = self._static(ins)
+        eng, key, u0, u1, dense, pj_op, compute, ops, sram, port_cycles, touched = fixed
+        syn = 0
+        if key:
+            syn, dense = self._ops(ins.args[0], key, b, t, u0, u1, dense)
+            compute, ops = syn * pj_op, syn
+        cycles = max(math.ceil(ops / self.a.engines[eng].lanes), port_cycles)
+        return eng, cycles, compute, sram, syn, dense, touched
+
+    def _static(self, ins: Instr) -> tuple:
+        """What of an engine instruction's cost does not depend on the measured work: (engine,
+        stats key or None, units [u0, u1), dense ops, pJ per op, compute pJ and ops when not
+        synaptic, SRAM pJ, SRAM port cycles, bytes touched per buffer)."""
         layer, lo, hi = ins.args
         op, st, li = self.layers[layer], self.stats[layer], self.work[layer]
         per = op.type.size // st.units
         u0, u1 = lo // per, math.ceil(hi / per)
         share = (u1 - u0) / st.units
         n = hi - lo
-        a, e, vb = self.a, self.a.energy, self.vb
+        e, vb = self.a.energy, self.vb
         eng, kind = ins.op.split(".")
-        syn = dense = 0
+        key, dense, pj_op = None, 0, 0.0
         spike_in = bool(op.inputs) and self.layers[op.inputs[0]].type.kind == SPIKE
         in_size = self.layers[op.inputs[0]].type.size if op.inputs else 0
         wcount = li.params * share
         if kind in ("integrate", "propagate", "accumulate"):
             key = {"integrate": "fp_ops", "propagate": "bp_ops", "accumulate": "wg_ops"}[kind]
-            syn, dense = self._ops(layer, key, b, t, u0, u1, round(li.work.syn_ops * share))
+            dense = round(li.work.syn_ops * share)
             pj_op = e.mac if kind == "propagate" or not spike_in else e.ac
-            compute = syn * pj_op
-            bits = {"weights": wcount * vb * (2 if kind == "accumulate" else 1),
-                    "input": in_size * (1 if spike_in else vb), "psum": 2 * n * vb}
+            compute = ops = 0
+            bits = {"weights": wcount * vb, "input": in_size * (1 if spike_in else vb), "psum": 2 * n * vb}
             if kind == "accumulate":
                 bits = {"wgrad": 2 * wcount * vb, "input": in_size * (1 if spike_in else vb), "grad_in": n * vb}
-            ops = syn
         elif kind == "fire":
-            compute = n * e.neuron_fwd
+            compute, ops = n * e.neuron_fwd, n
             bits = {"psum": n * vb, "membrane": 2 * n * vb, "spikes": n}
             if self.training:
                 bits["bptt"] = n * (vb + 2)
-            ops = n
         elif kind == "neuron":
-            compute = n * e.neuron_bwd
+            compute, ops = n * e.neuron_bwd, n
             bits = {"bptt": n * (vb + 2), "grad_out": 2 * n * vb}
-            ops = n
         elif kind == "update":
-            compute = wcount * e.sgd
+            compute, ops = wcount * e.sgd, wcount
             bits = {"weights": 2 * wcount * vb, "wgrad": wcount * vb}
-            ops = wcount
         else:  # fp.elem / bp.elem
             k = li.work.elem_ops / max(op.type.size, 1) or 1
-            compute = n * k * e.elem
+            compute, ops = n * k * e.elem, n * k
             bits = {"psum": 2 * n * vb}
-            ops = n * k
         sram = 0.0
         port_cycles = 0
         touched = {}
         for role, nbits in bits.items():
-            buf = a.buffer_for(role, eng)
+            buf = self.a.buffer_for(role, eng)
             sram += nbits * buf.pj_per_bit
             port_cycles = max(port_cycles, math.ceil(nbits / buf.port_bits))
             touched[buf.name] = min(buf.bytes, math.ceil(nbits / 8))
-        cycles = max(math.ceil(ops / a.engines[eng].lanes), port_cycles)
-        return eng, cycles, compute, sram, syn, dense, touched
+        return eng, key, u0, u1, dense, pj_op, compute, ops, sram, port_cycles, touched
 
 
 def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpStats], mode: str = "sparse") -> Costs:
@@ -131,6 +141,8 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
     bytes_per_cycle = a.dram.gb_per_s * 1e9 / (a.clock_mhz * 1e6)
     dram_latency = math.ceil(a.dram.latency_ns * a.clock_mhz / 1e3)
     barrier_cycles = (a.rows + a.cols) * a.noc.hop_cycles
+    buffers = {x.name: x for x in a.buffers + a.global_buffers}
+    routes: dict[tuple, list] = {}
     # per stage: per core engine cycles, DRAM bytes, link loads, longest message
     stages: list[dict] = []
     busy = {c: dict.fromkeys(ENGINES, 0) for c in program.cores}
@@ -155,7 +167,9 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
                 out.energy["compute"] += comp
                 out.energy["sram"] += sram
                 core_energy[core] += comp + sram
-                lay = out.layers.setdefault(ins.args[0], {"ops": dict.fromkeys(ENGINES, 0), "energy_pj": 0.0, "cycles": 0})
+                lay = out.layers.get(ins.args[0])
+                if lay is None:
+                    lay = out.layers[ins.args[0]] = {"ops": dict.fromkeys(ENGINES, 0), "energy_pj": 0.0, "cycles": 0}
                 lay["ops"][eng] += syn
                 lay["energy_pj"] += comp + sram
                 lay["cycles"] += cyc
@@ -167,10 +181,10 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
                 s["dram"] += nbytes
                 out.dram_bytes[cat] += nbytes
                 out.energy["dram"] += nbytes * 8 * a.dram.pj_per_bit
-                known = any(x.name == buf for x in a.buffers + a.global_buffers)
-                sram = nbytes * 8 * a.buffer(buf).pj_per_bit if known else 0.0
+                known = buffers.get(buf)
+                sram = nbytes * 8 * known.pj_per_bit if known else 0.0
                 if known:
-                    peak[core][buf] = max(peak[core].get(buf, 0), min(nbytes, a.buffer(buf).bytes))
+                    peak[core][buf] = max(peak[core].get(buf, 0), min(nbytes, known.bytes))
                 out.energy["sram"] += sram
                 core_energy[core] += sram
             elif ins.op == "noc.send":
@@ -181,7 +195,10 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
                         nbytes = nbytes * (st.out_nonzero[t] / (st.size * B)) / chip.rate
                 hops = _hops(core, dst)
                 flits = math.ceil(nbytes * 8 / a.noc.link_bits)
-                for link in xy_route(core, dst):
+                route = routes.get((core, dst))
+                if route is None:
+                    route = routes[(core, dst)] = xy_route(core, dst)
+                for link in route:
                     s["links"][link] = s["links"].get(link, 0) + flits
                 s["msg"] = max(s["msg"], hops * a.noc.hop_cycles + flits)
                 out.noc_bytes += nbytes
