@@ -267,8 +267,12 @@ def load_arch(spec: str = "default", overrides: dict[str, Any] | None = None) ->
     return arch_from_doc(doc, where)
 
 
+OPTIONAL_FIELDS = ("arithmetic",)  # fields an override may set although the document leaves them out
+
+
 def apply_overrides(doc: dict, overrides: dict[str, Any], where: str = "arch") -> dict:
-    """A copy of `doc` with each dotted path set to its value; the path must exist."""
+    """A copy of `doc` with each dotted path set to its value; the path must exist (or be one of
+    the optional fields)."""
     doc = copy.deepcopy(doc)
     for path, value in overrides.items():
         node, keys = doc, path.split(".")
@@ -276,7 +280,7 @@ def apply_overrides(doc: dict, overrides: dict[str, Any], where: str = "arch") -
             if not isinstance(node, dict) or k not in node:
                 raise SpikeforgeError(f"{'.'.join(keys[:i + 1])}: no such field (override '{path}')", where)
             node = node[k]
-        if not isinstance(node, dict) or keys[-1] not in node:
+        if not isinstance(node, dict) or (keys[-1] not in node and path not in OPTIONAL_FIELDS):
             raise SpikeforgeError(f"{path}: no such field (override)", where)
         node[keys[-1]] = value
     return doc
