@@ -140,6 +140,37 @@ def _resnet18(sew: bool) -> list[Op]:
     return ops
 
 
+def _bottleneck(ops, p, x, cin, width, stride) -> str:
+    """Spiking Bottleneck (torchvision v1.5: the stride on the 3x3 conv), residual added before
+    the last lif as in the BasicBlock: 1x1 to `width`, 3x3, 1x1 to 4 x `width`."""
+    h = _op(ops, p + "lif1", "lif", _conv_bn(ops, p, x, width, 1, 1, 0, "1"))
+    h = _op(ops, p + "lif2", "lif", _conv_bn(ops, p, h, width, 3, stride, 1, "2"))
+    h = _conv_bn(ops, p, h, 4 * width, 1, 1, 0, "3")
+    short = x
+    if stride != 1 or cin != 4 * width:
+        short = _conv_bn(ops, p + "downsample.", x, 4 * width, 1, stride)
+    h = _op(ops, p + "add", "add", h, short)
+    return _op(ops, p + "lif3", "lif", h)
+
+
+def _resnet50() -> list[Op]:
+    """ImageNet ResNet-50: the ResNet-18 stem, 4 stages of 3/4/6/3 Bottlenecks (widths 64-512,
+    outputs 256-2048), 7x7 average pool, fc 2048->1000."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[3, 224, 224])
+    x = _op(ops, "lif1", "lif", _conv_bn(ops, "", x, 64, 7, 2, 3, "1"))
+    x = _op(ops, "maxpool", "pool2d", x, mode="max", kernel=3, stride=2, padding=1)
+    cin = 64
+    for s, (width, blocks, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), 1):
+        for b in range(blocks):
+            x = _bottleneck(ops, f"layer{s}.{b}.", x, cin, width, stride if b == 0 else 1)
+            cin = 4 * width
+    x = _op(ops, "avgpool", "pool2d", x, mode="avg", kernel=7)
+    x = _op(ops, "flatten", "flatten", x)
+    _head(ops, x, (), 1000)
+    return ops
+
+
 def _resnet19() -> list[Op]:
     """CIFAR ResNet-19 (Zheng et al.): 3x3 stem conv 128 + bn + lif, stages (128, 3),
     (256, 3, /2), (512, 2, /2), 8x8 average pool, fc1 512->256, lif, fc 256->10."""
@@ -236,6 +267,8 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
     ZooModel("sew_resnet18", "SEW-ResNet-18 for ImageNet, spike-element-wise ADD after the lif",
              "Fang et al. 2021 (NeurIPS), SEW ResNet", (3, 224, 224), 1000,
              lambda: _resnet18(sew=True)),
+    ZooModel("resnet50", "spiking ResNet-50 for ImageNet, Bottleneck blocks, residual added before the last lif",
+             "He et al. 2016 (torchvision v1.5), spiking as Zheng et al. 2021", (3, 224, 224), 1000, _resnet50),
     ZooModel("resnet19", "spiking ResNet-19 for CIFAR-10 (128/256/512 channels)",
              "Zheng et al. 2021 (AAAI), tdBN spiking ResNet", (3, 32, 32), 10, _resnet19),
     ZooModel("sdt", "Spike-driven Transformer-2-256 for CIFAR-10 (64 tokens, SDSA)",

@@ -13,6 +13,7 @@ PARAMS = {
     "vgg16": 138_357_544,
     "resnet18": 11_689_512,
     "sew_resnet18": 11_689_512,
+    "resnet50": 25_557_032,  # torchvision resnet50
     "resnet19": 12_697_994,
     "sdt": 2_566_954,
 }
@@ -27,6 +28,7 @@ REAL_INPUT = {
     "vgg16": {"features.0.conv"},
     "resnet18": {"conv1", "fc"},  # fc reads the average-pooled spike rates
     "sew_resnet18": {"conv1", "fc"} | SEW_REAL,
+    "resnet50": {"conv1", "fc"},
     "resnet19": {"conv1", "classifier.0.fc"},
     "sdt": {"sps.0.conv"},
 }

@@ -8,7 +8,7 @@ from isa.arch import load_arch, preset_text, presets
 
 
 def test_presets_load_with_the_published_figures():
-    assert presets() == ["default", "edge4", "large64"]
+    assert presets() == ["default", "edge4", "large64", "neuromc"]
     a = load_arch("default")
     assert (a.n_cores, a.rows * a.cols, a.precision) == (20, 20, "fp16")
     assert a.buffer("fp_membrane").kib == 128 and a.buffer("fp_weights").kib == 2.25
@@ -16,12 +16,15 @@ def test_presets_load_with_the_published_figures():
     assert a.dram.pj_per_bit == 20.3 and a.energy.ac == 0.582 and a.energy.mac == 1.36
     assert a.engines["fp"].lanes == 256
     assert load_arch("large64").n_cores == 64 and load_arch("edge4").n_cores == 4
+    n = load_arch("neuromc")  # one engine set, otherwise the default's figures
+    assert n.n_cores == 1 and (n.buffers, n.energy, n.dram) == (a.buffers, a.energy, a.dram)
 
 
-def test_every_default_constant_carries_its_source_or_says_assumption():
+@pytest.mark.parametrize("preset", ["default", "neuromc"])
+def test_every_default_constant_carries_its_source_or_says_assumption(preset):
     keys = ("clock_mhz:", "static_mw:", "link_bits:", "hop_cycles:", "hop_pj_per_bit:", "gb_per_s:", "latency_ns:",
             "pj_per_bit: 20.3", "ac:", "mac:", "neuron_fwd:", "neuron_bwd:", "elem:", "sgd:", "register_bit:")
-    lines = preset_text("default").splitlines()
+    lines = preset_text(preset).splitlines()
     for k in keys:
         line = next(l for l in lines if l.strip().startswith(k))
         comment = line.split("#", 1)[1] if "#" in line else ""
