@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.cost import ENGINES, run_costs
-from hwsim.functional import Simulator, output_name, run, sgd_update
+from hwsim.cost import ENGINES, Costs, run_costs
+from hwsim.functional import RunResult, Simulator, output_name, run, sgd_update
 from hwsim.gpu import GpuConfig, gpu_dram_bytes
 from isa import Graph, SpikeforgeError
 from isa.arch import Arch
@@ -39,7 +39,7 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
              mode: str = "sparse", seed: int = 0, lr: float = 0.01, record: bool = False, progress=None) -> dict:
     """Simulate one inference or training step (`program.meta["training"]`) of `graph` on `x`
     [T, B, *input]; returns the report (report.json) and, with `record`, the outputs per op
-    under the key `_values` (not part of the JSON)."""
+    under the key `_values` (not part of the JSON). A training step updates the graph's weights."""
     if mode not in ("sparse", "dense"):
         raise SpikeforgeError(f"mode: must be sparse or dense, got {mode!r}")
     training = bool(program.meta.get("training"))
@@ -47,18 +47,29 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
     if (T, B) != (program.meta.get("timesteps"), program.meta.get("batch")):
         raise SpikeforgeError(f"input has T={T}, B={B} but the program was compiled for "
                               f"T={program.meta.get('timesteps')}, B={program.meta.get('batch')}")
-    if labels is None:
-        n_out = int(np.prod(graph[output_name(graph)].type.shape))
-        labels = np.random.default_rng(seed + 1).integers(0, n_out, B)
-    sim = Simulator(graph, fp16=arch.arithmetic == "fp16")
-    res = run(sim, {graph.inputs[0].name: x}, labels, training, chunk=1, record=record, progress=progress)
+    res = functional_step(graph, x, training, arch.arithmetic, labels, seed, record, progress)
     if training:
         sgd_update(graph, res.grads, lr)
     costs = run_costs(program, graph, arch, res.stats, mode)
-    return _report(graph, program, arch, res, costs, mode, seed, T, B, training)
+    return report_from(graph, program, arch, res, costs, mode, seed)
 
 
-def _report(graph, program, arch, res, costs, mode, seed, T, B, training) -> dict:
+def functional_step(graph: Graph, x: np.ndarray, training: bool, arithmetic: str = "fp32",
+                    labels: np.ndarray | None = None, seed: int = 0, record: bool = False, progress=None) -> RunResult:
+    """The functional half of `simulate`: spikes, gradients and measured work of one step on `x`
+    (labels drawn from `seed` when not given). Leaves the graph's weights as they are."""
+    if labels is None:
+        n_out = int(np.prod(graph[output_name(graph)].type.shape))
+        labels = np.random.default_rng(seed + 1).integers(0, n_out, x.shape[1])
+    sim = Simulator(graph, fp16=arithmetic == "fp16")
+    return run(sim, {graph.inputs[0].name: x}, labels, training, chunk=1, record=record, progress=progress)
+
+
+def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, costs: Costs, mode: str,
+                seed: int) -> dict:
+    """The report of a functional result `res` and the cost walk `costs` of `program` on `arch`."""
+    training = bool(program.meta.get("training"))
+    T, B = int(program.meta["timesteps"]), int(program.meta["batch"])
     seconds = costs.cycles / (arch.clock_mhz * 1e6)
     e = costs.energy
     energy = sum(e.values())

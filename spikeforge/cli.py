@@ -20,6 +20,12 @@ EXAMPLES = {
     "inspect": "examples:\n  spikeforge inspect vgg11\n  spikeforge inspect model.yaml --json\n"
                "  spikeforge inspect net.nir --dt 1e-4 --reset zero --timesteps 8\n"
                "  spikeforge inspect resnet18 --ir > resnet18.sfir",
+    "sweep": "examples:\n  spikeforge sweep examples/sweep_mlp.yaml -o out/sweep_mlp\n"
+             "  spikeforge sweep sweep.yaml -o out/sw --workers 8          # rerun: skips the points already stored\n"
+             "  spikeforge sweep sweep.yaml -o out/sw --dask-scheduler tcp://10.0.0.5:8786\n"
+             "  spikeforge sweep export out/sw --csv out/sw.csv\n"
+             "the spec format: docs/sweeps.md",
+    "report": "examples:\n  spikeforge report out/sweep_mlp\n  spikeforge report out/sw --color-by arithmetic",
 }
 
 
@@ -84,6 +90,24 @@ def _build_parser() -> argparse.ArgumentParser:
     i.add_argument("--timesteps", "-T", type=int, default=4, help="time steps for the totals (default 4)")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.add_argument("--ir", action="store_true", help="print the IR text form instead of the table")
+
+    w = sub.add_parser("sweep", help="simulate every design point of a sweep spec into SQLite; or export a sweep as CSV",
+                       usage="spikeforge sweep SPEC.yaml -o OUTDIR [--workers N] [--dask-scheduler ADDRESS]\n"
+                             "       spikeforge sweep export OUTDIR --csv FILE",
+                       epilog=EXAMPLES["sweep"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("spec", metavar="SPEC.yaml|export", help="the sweep spec (docs/sweeps.md), or `export`")
+    w.add_argument("outdir", nargs="?", metavar="OUTDIR", help="export: the sweep's output directory")
+    w.add_argument("-o", "--out", metavar="OUTDIR", help="output directory: results.sqlite, spec.yaml")
+    w.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: the CPU count)")
+    w.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run the points on a Dask distributed cluster instead (e.g. tcp://host:8786)")
+    w.add_argument("--csv", metavar="FILE", help="export: the CSV file to write")
+
+    r = sub.add_parser("report", help="Pareto front, sensitivity plots and summary.md of a sweep",
+                       epilog=EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("outdir", metavar="OUTDIR", help="a directory written by `spikeforge sweep`")
+    r.add_argument("--color-by", metavar="PARAM", help="colour the Pareto plot by this parameter "
+                   "(default: the first varied one; `model` also works)")
     return p
 
 
@@ -197,10 +221,47 @@ def _cmd_simulate(args) -> None:
         print_report(rep, args.out)
 
 
+def _cmd_sweep(args) -> None:
+    if args.spec == "export":
+        if args.outdir is None or args.csv is None or args.out or args.workers or args.dask_scheduler:
+            raise SpikeforgeError("usage: spikeforge sweep export OUTDIR --csv FILE")
+        from spikeforge.sweep.store import export_csv
+
+        n = export_csv(args.outdir, args.csv)
+        print(f"wrote {args.csv} ({n} design points)")
+        return
+    if args.outdir is not None or args.csv is not None:
+        raise SpikeforgeError(f"unexpected {args.outdir or '--csv'!r}: give the output directory as -o OUTDIR "
+                              "(or export with `spikeforge sweep export OUTDIR --csv FILE`)")
+    if args.out is None:
+        raise SpikeforgeError("-o OUTDIR is required")
+    if args.workers is not None and args.dask_scheduler:
+        raise SpikeforgeError("give --workers or --dask-scheduler, not both")
+    from spikeforge.sweep.run import run_sweep
+
+    run = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.dask_scheduler, progress=True)
+    rate = f" ({60 * run.ran / run.seconds:.0f} points/min)" if run.ran and run.seconds else ""
+    print(f"sweep: {run.points} design points: {run.stored} already in {args.out}, {run.ran} run in "
+          f"{run.seconds:.1f} s{rate}, {len(run.errors)} error{'' if len(run.errors) == 1 else 's'}")
+    for point, error in run.errors[:5]:
+        shown = ", ".join(f"{p}={v}" for p, v in point.overrides)
+        print(f"  error: {point.model}, {shown}: {error}")
+    print(f"wrote {args.out}/results.sqlite; next: spikeforge report {args.out}")
+
+
+def _cmd_report(args) -> None:
+    from spikeforge.sweep.report import write_report
+
+    rep = write_report(args.outdir, args.color_by)
+    for model, front in rep["pareto"].items():
+        print(f"{model}: {len(front)} Pareto-optimal design{'' if len(front) == 1 else 's'}")
+    print("wrote " + ", ".join(rep["files"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect, "arch": _cmd_arch, "compile": _cmd_compile,
-                "simulate": _cmd_simulate}
+                "simulate": _cmd_simulate, "sweep": _cmd_sweep, "report": _cmd_report}
     try:
         handlers[args.command](args)
     except SpikeforgeError as e:

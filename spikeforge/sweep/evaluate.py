@@ -1,0 +1,86 @@
+"""One design point, in a worker: compile, functional simulation, cost walk, report totals.
+
+Each worker process keeps three caches, so a point usually costs one cost walk only:
+- the compiled program per `Point.compile_key` (model, seed, base arch, the overrides the mapper
+  reads, training, T, B): points that change only clock, energy, DRAM, NoC or engine figures share it;
+- the functional result (spikes, gradients, measured work) per (model, seed, T, B, training,
+  input, arithmetic): every point of a sweep over the hardware shares it;
+- the model graph (with weights) per (model, seed), and the base architecture document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from compiler.driver import compile_model
+from compiler.frontends import load_model
+from hwsim.cost import run_costs
+from hwsim.functional import RunResult
+from hwsim.simulate import functional_step, make_input, report_from
+from isa import Graph, SpikeforgeError
+from isa.program import Program
+from spikeforge.sweep.spec import Point, base_doc, build_arch
+
+
+@lru_cache(maxsize=8)
+def _graph(model: str, seed: int) -> Graph:
+    return load_model(model, seed=seed)
+
+
+@lru_cache(maxsize=8)
+def _base(arch: str) -> dict:
+    return base_doc(arch)
+
+
+@lru_cache(maxsize=32)
+def _program(model: str, seed: int, arch: str, shape: tuple, training: bool, timesteps: int, batch: int) -> Program:
+    """The program compiled for the base architecture with the mapper-relevant overrides `shape`."""
+    chip = build_arch(_base(arch), dict(shape))
+    return compile_model(_graph(model, seed), chip, training=training, timesteps=timesteps, batch=batch,
+                         seed=seed).program
+
+
+@lru_cache(maxsize=8)
+def _functional(model: str, seed: int, timesteps: int, batch: int, training: bool, rate: float | None,
+                input_file: str | None, arithmetic: str) -> RunResult:
+    graph = _graph(model, seed)
+    data = None
+    if input_file is not None:
+        with np.load(input_file) as f:
+            data = f["x"]
+    x = make_input(graph, timesteps, batch, rate, seed, data)
+    res = functional_step(graph, x, training, arithmetic, seed=seed)
+    return replace(res, grads={})  # a sweep reports the step, it never applies the update
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Numeric leaves of nested dicts, keys joined by '_' (energy_breakdown_pj.dram -> energy_breakdown_pj_dram)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}_"))
+        elif v is None or isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def evaluate(point: Point) -> dict[str, Any]:
+    """Simulate one design point: `{"status": "ok", "error": None, **totals}` with the report's
+    numeric totals flattened, or `{"status": "error", "error": message}`."""
+    try:
+        arch = build_arch(_base(point.arch), dict(point.overrides))
+        program = _program(*point.compile_key)
+        graph = _graph(point.model, point.seed)
+        res = _functional(point.model, point.seed, point.timesteps, point.batch, point.training, point.rate,
+                          point.input, arch.arithmetic)
+        costs = run_costs(program, graph, arch, res.stats, point.mode)
+        report = report_from(graph, program, arch, res, costs, point.mode, point.seed)
+    except SpikeforgeError as e:
+        return {"status": "error", "error": str(e)}
+    except Exception as e:  # noqa: BLE001 -- one broken point (a bug, out of memory) must not end the sweep
+        return {"status": "error", "error": f"{type(e).__name__}: {e}"}
+    return {"status": "ok", "error": None, **flatten(report["totals"])}

@@ -1,0 +1,337 @@
+"""The sweep spec (docs/sweeps.md): a base architecture, the architecture fields to vary (grids
+and seeded random samples), the models and the run settings; validated on load, every error
+naming its path. A spec expands into design points, each keyed by the hash of its configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from isa import SpikeforgeError
+from isa.arch import OPTIONAL_FIELDS, Arch, apply_overrides, arch_doc, arch_from_doc, presets
+
+VERSION = "1"  # of the point configuration: a change invalidates stored results
+DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
+FIELDS = ("arch", "models", "training", "timesteps", "batch", "rate", "input", "seed", "mode", "params",
+          "samples", "sample_seed")
+
+# Architecture fields the mapper and the code generator never read (compiler/driver.py,
+# mapping/plan.py, compiler/codegen.py read the mesh, the precision and the buffers' names,
+# sizes and roles): design points that differ only in these share one compiled program.
+COST_ONLY = ("clock_mhz", "arithmetic", "description", "core.static_mw", "core.engines", "noc", "dram", "energy_pj")
+COST_ONLY_BUFFER_FIELDS = ("port_bits", "pj_per_bit")
+
+
+def cost_only(path: str) -> bool:
+    """Whether an architecture field only enters the cost walk (timing and energy), not the mapping."""
+    if any(path == p or path.startswith(p + ".") for p in COST_ONLY):
+        return True
+    keys = path.split(".")
+    buffer = keys[:2] == ["core", "buffers"] and len(keys) == 4 or keys[0] == "global_buffers" and len(keys) == 3
+    return buffer and keys[-1] in COST_ONLY_BUFFER_FIELDS
+
+
+def base_doc(arch: str) -> dict:
+    """The YAML document of a preset or arch file."""
+    return arch_doc(arch)[0]
+
+
+def build_arch(doc: dict, overrides: dict[str, Any]) -> Arch:
+    """The validated architecture of `doc` with dotted-path overrides; errors name the field only."""
+    return arch_from_doc(apply_overrides(doc, overrides, ""), "")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One varied architecture field: grid `values`, or a distribution to draw `samples` from."""
+
+    path: str
+    values: tuple = ()
+    dist: str = ""
+    args: tuple = ()
+
+    def draw(self, rng: np.random.Generator):
+        """One random value; a range with int bounds gives ints."""
+        if self.dist == "choice":
+            return self.args[int(rng.integers(len(self.args)))]
+        lo, hi = self.args
+        if self.dist == "log_uniform":
+            v = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            return min(max(round(v), lo), hi) if isinstance(lo, int) and isinstance(hi, int) else _sig(v)
+        if isinstance(lo, int) and isinstance(hi, int):
+            return int(rng.integers(lo, hi, endpoint=True))
+        return _sig(rng.uniform(lo, hi))
+
+
+def _sig(v: float) -> float:
+    return float(f"{v:.6g}")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design point: a model on the base architecture with overrides, and the run settings."""
+
+    model: str
+    arch: str
+    overrides: tuple[tuple[str, Any], ...]
+    training: bool
+    timesteps: int
+    batch: int
+    rate: float | None
+    input: str | None
+    seed: int
+    mode: str
+
+    @cached_property
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of the whole configuration."""
+        config = {**asdict(self), "overrides": dict(self.overrides), "version": VERSION}
+        return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    @property
+    def compile_key(self) -> tuple:
+        """What the compiled program depends on: points with the same key share one compile."""
+        shape = tuple((p, v) for p, v in self.overrides if not cost_only(p))
+        return self.model, self.seed, self.arch, shape, self.training, self.timesteps, self.batch
+
+    def columns(self) -> dict[str, Any]:
+        """The point's settings and parameters, as result-table columns."""
+        return {"model": self.model, "arch": self.arch, "training": self.training, "timesteps": self.timesteps,
+                "batch": self.batch, "rate": self.rate, "input": self.input, "seed": self.seed, "mode": self.mode,
+                **dict(self.overrides)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated sweep spec; file paths in it are absolute."""
+
+    source: str
+    arch: str
+    models: tuple[str, ...]
+    params: tuple[Param, ...]
+    training: bool = False
+    timesteps: int = 4
+    batch: int = 1
+    rate: float | None = None
+    input: str | None = None
+    seed: int = 0
+    mode: str = "sparse"
+    samples: int = 0
+    sample_seed: int = 0
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of every file the sweep reads
+
+    def points(self) -> list[Point]:
+        """Every design point, without duplicates: models x grid values x random samples."""
+        grid = [p for p in self.params if p.values]
+        drawn = [p for p in self.params if p.dist]
+        rng = np.random.default_rng(self.sample_seed)
+        samples = [[(p.path, p.draw(rng)) for p in drawn] for _ in range(self.samples)] or [[]]
+        points = {}
+        for model in self.models:
+            for values in itertools.product(*(p.values for p in grid)):
+                for sample in samples:
+                    chosen = dict(zip((p.path for p in grid), values)) | dict(sample)
+                    overrides = tuple((p.path, chosen[p.path]) for p in self.params)
+                    pt = Point(model, self.arch, overrides, self.training, self.timesteps, self.batch, self.rate,
+                               self.input, self.seed, self.mode)
+                    points.setdefault(pt.hash, pt)
+        return list(points.values())
+
+    def settings(self) -> dict[str, Any]:
+        """What all points share: a sweep directory holds the points of one set of settings."""
+        return {"arch": self.arch, "training": self.training, "timesteps": self.timesteps, "batch": self.batch,
+                "rate": self.rate, "input": self.input, "seed": self.seed, "mode": self.mode,
+                "params": [p.path for p in self.params]}
+
+
+# ---- loading and validation ------------------------------------------------------------------
+
+class _Check:
+    """Errors of one spec file, each naming its path inside the spec."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, path: str, msg: str) -> SpikeforgeError:
+        return SpikeforgeError(f"{path}: {msg}", self.where)
+
+    def int_(self, d: dict, key: str, default: int, low: int) -> int:
+        v = d.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise self.fail(key, f"must be an int >= {low}, got {v!r}")
+        return v
+
+    def number(self, path: str, v: Any) -> float | int:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise self.fail(path, f"must be a number, got {v!r}")
+        return v
+
+
+def load_spec(path: str) -> Spec:
+    """Read and validate a sweep spec: every override path and value is checked by building the
+    architecture, every model by loading it, before any work starts."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SpikeforgeError(f"cannot read the sweep spec ({e.strerror})", path) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SpikeforgeError(f"invalid YAML ({getattr(e, 'problem', None) or e})", path) from None
+    ck = _Check(path)
+    if not isinstance(doc, dict):
+        raise SpikeforgeError("must be a mapping (docs/sweeps.md)", path)
+    for k in doc:
+        if k not in FIELDS:
+            raise ck.fail(str(k), f"unknown field (allowed: {', '.join(FIELDS)})")
+    folder = Path(path).resolve().parent
+    files: dict[str, str] = {}
+    arch = _arch(doc.get("arch", "default"), folder, files, ck)
+    base = base_doc(arch)
+    kw = dict(training=doc.get("training", False), timesteps=ck.int_(doc, "timesteps", 4, 1),
+              batch=ck.int_(doc, "batch", 1, 1), seed=ck.int_(doc, "seed", 0, 0), mode=doc.get("mode", "sparse"),
+              samples=ck.int_(doc, "samples", 0, 1) if "samples" in doc else 0,
+              sample_seed=ck.int_(doc, "sample_seed", 0, 0))
+    if not isinstance(kw["training"], bool):
+        raise ck.fail("training", f"must be true or false, got {kw['training']!r}")
+    if kw["mode"] not in ("sparse", "dense"):
+        raise ck.fail("mode", f"must be sparse or dense, got {kw['mode']!r}")
+    rate, input_file, data = _input(doc, folder, files, ck)
+    models = _models(doc, folder, files, ck, kw, data)
+    params = _params(doc.get("params"), base, ck)
+    drawn = any(p.dist for p in params)
+    if drawn and not kw["samples"]:
+        raise ck.fail("samples", "needed: a parameter draws from a distribution (uniform, log_uniform, choice)")
+    if kw["samples"] and not drawn:
+        raise ck.fail("samples", "no parameter to sample: give one uniform, log_uniform or choice")
+    spec = Spec(path, arch, models, params, rate=rate, input=input_file, files=files, **kw)
+    for pt in spec.points():  # combinations (e.g. buffer roles) the single values did not check
+        try:
+            build_arch(base, dict(pt.overrides))
+        except SpikeforgeError as e:
+            shown = ", ".join(f"{p}={v}" for p, v in pt.overrides)
+            raise SpikeforgeError(f"design point ({shown}): {e}", path) from None
+    return spec
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _arch(v: Any, folder: Path, files: dict, ck: _Check) -> str:
+    if not isinstance(v, str):
+        raise ck.fail("arch", f"must be a preset name or an arch YAML file, got {v!r}")
+    if v in presets():
+        return v
+    path = folder / v
+    if not path.is_file():
+        raise ck.fail("arch", f"'{v}' is neither a preset ({', '.join(presets())}) nor an existing file")
+    try:
+        build_arch(base_doc(str(path)), {})
+    except SpikeforgeError as e:
+        raise ck.fail("arch", str(e)) from None
+    files[str(path)] = _digest(path)
+    return str(path)
+
+
+def _input(doc: dict, folder: Path, files: dict, ck: _Check) -> tuple[float | None, str | None, np.ndarray | None]:
+    """The input rate, or the input file and its array."""
+    rate, name = doc.get("rate"), doc.get("input")
+    if rate is not None and name is not None:
+        raise ck.fail("rate", "give rate or input, not both")
+    if rate is not None and not 0 <= ck.number("rate", rate) <= 1:
+        raise ck.fail("rate", f"must be in [0, 1], got {rate!r}")
+    if name is None:
+        return rate, None, None
+    path = folder / str(name)
+    try:
+        with np.load(path) as f:
+            data = f["x"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ck.fail("input", f"cannot read array 'x' from {name!r} ({e})") from None
+    files[str(path)] = _digest(path)
+    return None, str(path), data
+
+
+def _models(doc: dict, folder: Path, files: dict, ck: _Check, kw: dict, data) -> tuple[str, ...]:
+    from compiler.frontends import SUFFIXES, load_model
+    from hwsim.simulate import make_input
+
+    models = doc.get("models")
+    models = [models] if isinstance(models, str) else models
+    if not isinstance(models, list) or not models:
+        raise ck.fail("models", f"must be a zoo name or a non-empty list of zoo names and model files, got {models!r}")
+    out = []
+    for i, m in enumerate(models):
+        if not isinstance(m, str):
+            raise ck.fail(f"models[{i}]", f"must be a zoo name or a model file, got {m!r}")
+        path = folder / m
+        is_file = Path(m).suffix.lower() in SUFFIXES or path.exists()
+        name = str(path) if is_file else m
+        try:
+            graph = load_model(name, weights=False)
+            if data is not None:
+                make_input(graph, kw["timesteps"], kw["batch"], None, 0, data)
+        except SpikeforgeError as e:
+            raise ck.fail(f"models[{i}]", str(e)) from None
+        if is_file:
+            files[name] = _digest(path)
+        out.append(name)
+    return tuple(out)
+
+
+def _params(v: Any, base: dict, ck: _Check) -> tuple[Param, ...]:
+    if not isinstance(v, list) or not v:
+        raise ck.fail("params", "must be a non-empty list of {path, values | uniform | log_uniform | choice}")
+    out: list[Param] = []
+    for i, d in enumerate(v):
+        at = f"params[{i}]"
+        if not isinstance(d, dict):
+            raise ck.fail(at, f"must be a mapping with path and values (or a distribution), got {d!r}")
+        for k in d:
+            if k not in ("path", "values") + DISTRIBUTIONS:
+                raise ck.fail(f"{at}.{k}", f"unknown field (allowed: path, values, {', '.join(DISTRIBUTIONS)})")
+        path = d.get("path")
+        _check_path(path, base, f"{at}.path", ck)
+        if any(p.path == path for p in out):
+            raise ck.fail(f"{at}.path", f"'{path}' is varied twice")
+        kinds = [k for k in ("values",) + DISTRIBUTIONS if k in d]
+        if len(kinds) != 1:
+            raise ck.fail(at, f"give exactly one of values, {', '.join(DISTRIBUTIONS)}")
+        kind, arg = kinds[0], d[kinds[0]]
+        if not isinstance(arg, list) or not arg:
+            raise ck.fail(f"{at}.{kind}", f"must be a non-empty list, got {arg!r}")
+        if kind in ("uniform", "log_uniform"):
+            if len(arg) != 2:
+                raise ck.fail(f"{at}.{kind}", f"must be [low, high], got {arg!r}")
+            lo, hi = (ck.number(f"{at}.{kind}", x) for x in arg)
+            if not lo <= hi or kind == "log_uniform" and lo <= 0:
+                raise ck.fail(f"{at}.{kind}", f"needs {'0 < ' if kind == 'log_uniform' else ''}low <= high, got {arg!r}")
+        for j, value in enumerate(arg):
+            try:
+                build_arch(base, {path: value})
+            except SpikeforgeError as e:
+                raise ck.fail(f"{at}.{kind}[{j}]", str(e)) from None
+        out.append(Param(path, tuple(arg)) if kind == "values" else Param(path, dist=kind, args=tuple(arg)))
+    return tuple(out)
+
+
+def _check_path(path: Any, base: dict, at: str, ck: _Check) -> None:
+    if not isinstance(path, str) or not path:
+        raise ck.fail(at, f"must be a dotted architecture field such as 'clock_mhz', got {path!r}")
+    if path in OPTIONAL_FIELDS:  # may be left out of an arch file, and set all the same
+        return
+    node = base
+    for k in path.split("."):
+        if not isinstance(node, dict) or k not in node:
+            raise ck.fail(at, f"unknown architecture field '{path}' (docs/arch.md)")
+        node = node[k]
+    if isinstance(node, (dict, list)):
+        raise ck.fail(at, f"'{path}' is a section, not a single value")
