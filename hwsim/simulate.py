@@ -8,6 +8,7 @@ import numpy as np
 from hwsim.cost import ENGINES, Costs, run_costs
 from hwsim.functional import RunResult, Simulator, output_name, run, sgd_update
 from hwsim.gpu import GpuConfig, gpu_dram_bytes
+from hwsim.neuromc import neuromc_costs
 from isa import Graph, SpikeforgeError
 from isa.arch import Arch
 from isa.program import Program
@@ -110,6 +111,8 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
     rep = {"totals": totals, "layers": layers, "cores": cores,
            "config": {"model": graph.name, "arch": arch.name, "mode": mode, "timesteps": T, "batch": B,
                       "seed": seed, "training": training, "arithmetic": arch.arithmetic, "version": VERSION}}
+    if mode == "dense":  # the authors' read-once accounting of the same step, beside the walk
+        rep["neuromc"] = neuromc_costs(graph, arch, B, T, training).to_dict()
     if res.values:
         rep["_values"] = res.values
     return rep

@@ -157,3 +157,26 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
             files["spikes.npz"] = lambda p: np.savez_compressed(p, **values)
         _atomic_write(out, files)
     return rep
+
+
+def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", arch: str = "default",
+                 epochs: int = 5, batch: int = 32, timesteps: int = 8, lr: float = 0.1, seed: int = 0,
+                 fp16: bool | None = None, progress: bool = False) -> dict:
+    """Train MODEL on DATASET on the simulated chip (spikeforge.train); write OUTDIR/train.json and
+    OUTDIR/train.png (all or nothing). Returns the train.json figures."""
+    import json
+
+    from spikeforge.progress import bar
+    from spikeforge.train import load_dataset, plot, train
+
+    data = load_dataset(dataset, seed)
+    graph = load_model(model, seed=seed)
+    steps = epochs * (len(data.x_train) // batch) if isinstance(batch, int) and batch > 0 else 0
+    with bar(progress, steps, "training") as advance:
+        result = train(graph, data, arch, epochs=epochs, batch=batch, timesteps=timesteps, lr=lr, seed=seed,
+                       fp16=fp16, progress=lambda e, i, n: advance((e - 1) * n + i))
+    doc = result.to_dict()
+    if out is not None:
+        _atomic_write(out, {"train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
+                            "train.png": lambda p: plot(result, str(p))})
+    return doc

@@ -25,6 +25,9 @@ EXAMPLES = {
              "  spikeforge sweep sweep.yaml -o out/sw --dask-scheduler tcp://10.0.0.5:8786\n"
              "  spikeforge sweep export out/sw --csv out/sw.csv\n"
              "the spec format: docs/sweeps.md",
+    "train": "examples:\n  spikeforge train examples/models/digits_mlp.yaml --dataset digits -o out/digits\n"
+             "  spikeforge train examples/models/digits_mlp.yaml --epochs 3 --fp16 --lr 0.1 -T 8 -B 32\n"
+             "the same training beside snnTorch: examples/train_digits.py",
     "report": "examples:\n  spikeforge report out/sweep_mlp\n  spikeforge report out/sw --color-by arithmetic",
 }
 
@@ -83,6 +86,21 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record-spikes", action="store_true", help="write OUTDIR/spikes.npz, one [T, B, *shape] array per layer")
     s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json")
     s.add_argument("--json", action="store_true", help="print report.json to stdout")
+
+    t = sub.add_parser("train", help="train a model on a dataset with the chip's FP/BP/WG engines: accuracy, energy per step",
+                       epilog=EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_args(t)
+    t.add_argument("--dataset", choices=("digits",), default="digits",
+                   help="digits: scikit-learn's 8x8 digits, split by --seed (default)")
+    t.add_argument("--arch", default="default", metavar="NAME|FILE", help="architecture preset or YAML file")
+    t.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
+    t.add_argument("--timesteps", "-T", type=int, default=8, help="time steps (default 8)")
+    t.add_argument("--batch", "-B", type=int, default=32, help="samples per training step (default 32)")
+    t.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
+    t.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
+                   help="FP16 arithmetic, weights included (default: the architecture's `arithmetic`)")
+    t.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/train.json and OUTDIR/train.png")
+    t.add_argument("--json", action="store_true", help="print train.json to stdout")
 
     i = sub.add_parser("inspect", help="per-layer shapes, parameters and synaptic work of a model",
                        epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,6 +239,26 @@ def _cmd_simulate(args) -> None:
         print_report(rep, args.out)
 
 
+def _cmd_train(args) -> None:
+    from spikeforge.api import train_to_dir
+
+    doc = train_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
+                       batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed, fp16=args.fp16,
+                       progress=not args.json)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"{doc['model']} on {doc['dataset']}, arch {doc['arch']} ({doc['arithmetic']}), B={doc['batch']} "
+          f"T={doc['timesteps']} lr={doc['lr']}, {doc['steps_per_epoch']} steps per epoch")
+    print("epoch   loss  train   test  energy/step  latency/step  DRAM/step  spike rate  skipped ops")
+    for e in doc["epochs"]:
+        print(f"{e['epoch']:5d}  {e['loss']:.3f}  {e['train_acc']:.3f}  {e['test_acc']:.3f}  "
+              f"{e['energy_pj'] * 1e-6:8.1f} µJ  {e['latency_s'] * 1e6:9.1f} µs  {e['dram_bytes'] / 1e6:6.2f} MB  "
+              f"{e['spike_rate']:10.3f}  {e['op_sparsity']:11.3f}")
+    if args.out:
+        print(f"wrote {args.out}/train.json, {args.out}/train.png")
+
+
 def _cmd_sweep(args) -> None:
     if args.spec == "export":
         if args.outdir is None or args.csv is None or args.out or args.workers or args.dask_scheduler:
@@ -261,7 +299,7 @@ def _cmd_report(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect, "arch": _cmd_arch, "compile": _cmd_compile,
-                "simulate": _cmd_simulate, "sweep": _cmd_sweep, "report": _cmd_report}
+                "simulate": _cmd_simulate, "train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report}
     try:
         handlers[args.command](args)
     except SpikeforgeError as e:

@@ -58,5 +58,7 @@ def test_op_counts_equal_the_dense_cost_walk():
     rep = simulate_to_dir("mlp", arch="neuromc", training=True, timesteps=2, batch=2, mode="dense")
     r = neuromc_costs(load_model("mlp", weights=False), NEUROMC, 2, 2)
     assert rep["totals"]["synaptic_ops_by_engine"] == {e: sum(c.syn_ops[e] for c in r.layers) for e in ("fp", "bp", "wg")}
+    assert rep["neuromc"]["totals"]["flops"] == r.flops  # dense reports carry the model's figures
+    assert "neuromc" not in simulate_to_dir("mlp", arch="neuromc", timesteps=2, mode="sparse")
     walk = rep["totals"]["energy_breakdown_pj"]
     assert r.onchip_pj == pytest.approx(walk["compute"] + walk["sram"], rel=0.25)

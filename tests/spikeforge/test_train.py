@@ -70,3 +70,13 @@ def test_unknown_dataset_and_shape_mismatch(small):
         load_dataset("mnist")
     with pytest.raises(SpikeforgeError, match=r"shape \[64\], the model's input wants \[784\]"):
         train(load_model("mlp"), small)
+
+
+def test_cli_train_errors_exit_2_and_write_nothing(tmp_path, capsys):
+    from spikeforge.cli import main
+
+    for argv, msg in ((["mlp"], "the model's input wants [784]"), ([_example().MODEL, "--epochs", "0"], "epochs")):
+        assert main(["train", *argv, "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and msg in err and err.count("\n") == 1
+        assert not (tmp_path / "out").exists()
