@@ -73,8 +73,8 @@ def sparse_vs_dense(name, arch_name, T) -> None:
     print("| run | FP ops | BP ops | WG ops | compute mJ | SRAM mJ | on-chip mJ | TFLOPS/W on-chip |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     r = neuromc_costs(load_model(name, weights=False), arch, 1, T, training=True)
-    print(f"| cost model (read-once) | {r.layers and sum(c.syn_ops['fp'] for c in r.layers):,} | "
-          f"{sum(c.syn_ops['bp'] for c in r.layers):,} | {sum(c.syn_ops['wg'] for c in r.layers):,} | "
+    ops = r.syn_ops
+    print(f"| cost model (read-once) | {ops['fp']:,} | {ops['bp']:,} | {ops['wg']:,} | "
           f"{mj(sum(c.compute_pj for c in r.layers) + r.update_pj)} | {mj(sum(c.sram_pj for c in r.layers))} | "
           f"{mj(r.onchip_pj)} | {r.tflops_per_w:.3f} |")
     for mode in ("dense", "sparse"):

@@ -52,9 +52,13 @@ class NeuroMC:
         return sum(self.energy_pj.values()) + self.update_pj
 
     @property
+    def syn_ops(self) -> dict[str, int]:
+        return {e: sum(c.syn_ops[e] for c in self.layers) for e in ENGINES}
+
+    @property
     def flops(self) -> int:
         """2 FLOPs per dense synaptic operation, FP + BP + WG."""
-        return 2 * sum(sum(c.syn_ops.values()) for c in self.layers)
+        return 2 * sum(self.syn_ops.values())
 
     @property
     def tflops_per_w(self) -> float:

@@ -171,8 +171,7 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
 
     data = load_dataset(dataset, seed)
     graph = load_model(model, seed=seed)
-    steps = epochs * (len(data.x_train) // batch) if isinstance(batch, int) and batch > 0 else 0
-    with bar(progress, steps, "training") as advance:
+    with bar(progress, epochs * (len(data.x_train) // max(batch, 1)), "training") as advance:
         result = train(graph, data, arch, epochs=epochs, batch=batch, timesteps=timesteps, lr=lr, seed=seed,
                        fp16=fp16, progress=lambda e, i, n: advance((e - 1) * n + i))
     doc = result.to_dict()

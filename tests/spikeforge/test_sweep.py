@@ -63,21 +63,22 @@ def _rows(outdir: Path) -> dict[str, dict]:
     return {r["hash"]: r for r in read(outdir)[2]}
 
 
-@pytest.fixture(scope="module")
-def grid_run(tmp_path_factory):
-    """The GRID sweep, uninterrupted, on two workers."""
-    d = tmp_path_factory.mktemp("grid")
-    spec = _spec(d, GRID)
+def _swept(tmp_path_factory, name: str, doc: dict) -> tuple[Path, Path]:
+    """(spec, OUTDIR) of `doc` swept uninterrupted on two workers."""
+    d = tmp_path_factory.mktemp(name)
+    spec = _spec(d, doc)
     assert _cli("sweep", spec, "-o", d / "out", "--workers", 2) == 0
     return spec, d / "out"
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    return _swept(tmp_path_factory, "grid", GRID)
 
 
 @pytest.fixture(scope="module")
 def sampled_run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sampled")
-    spec = _spec(d, SAMPLED)
-    assert _cli("sweep", spec, "-o", d / "out", "--workers", 2) == 0
-    return spec, d / "out"
+    return _swept(tmp_path_factory, "sampled", SAMPLED)
 
 
 def test_spec_expands_grids_times_seeded_samples_and_keeps_ints(tmp_path):
