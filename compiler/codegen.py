@@ -1,15 +1,17 @@
-"""Code generation: a mapping plan and its schedule become one instruction stream per core.
-Every DRAM transfer and NoC message of the plan is an instruction, so the statistics of a
-compiled program are read off the program itself."""
+"""Code generation: a mapping plan, its schedule and its dataflow become one instruction stream
+per core. The loop nest follows the dataflow's order (mapping/dataflow.py); every DRAM and
+global-buffer transfer and every NoC message is an instruction that names its layer, so the
+costs of a program are read off the program itself."""
 
 from __future__ import annotations
 
 import math
 
 from isa.arch import Arch
-from isa.program import Instr, Loop, Program
+from isa.program import Header, Instr, Loop, Program
+from mapping.dataflow import CORE, DRAM, Dataflow
 from mapping.groups import Group
-from mapping.plan import Piece, Plan, needed_elements, bptt_bytes, weight_bytes
+from mapping.plan import Piece, Plan, bptt_bytes, needed_elements, weight_bytes
 from mapping.schedule import Schedule, Stage
 
 
@@ -18,25 +20,36 @@ def _buffer(arch: Arch, role: str, engine: str) -> str:
 
 
 class _Emitter:
-    def __init__(self, plan: Plan, schedule: Schedule):
-        self.plan, self.sched, self.arch = plan, schedule, plan.arch
+    def __init__(self, plan: Plan, schedule: Schedule, df: Dataflow, core: tuple[int, int]):
+        self.plan, self.sched, self.df, self.arch, self.core = plan, schedule, df, plan.arch, core
         self.gmap = {g.name: g for g in plan.groups}
         self.vb = self.arch.value_bytes
+        self.T, self.B = plan.config.timesteps, plan.config.batch
         self.round_of_group: dict[str, set[int]] = {}
         for p in plan.pieces:
             self.round_of_group.setdefault(p.group, set()).add(p.round)
         self.graph_outputs = {op.inputs[0] if op.kind == "output" else op.name for op in plan.graph.outputs}
+        self.consumers = {g.name: [h for h in plan.groups if any(e.src == g.name for e in h.in_edges)]
+                          for g in plan.groups}
         self.barrier = 0
+        self.step = df.order == "step"
+        self.cores_of: dict[tuple[str, int], list] = {}  # (group, round) -> its cores, the leader first
+        for p in plan.pieces:
+            cs = self.cores_of.setdefault((p.group, p.round), [])
+            if p.core not in cs:
+                cs.append(p.core)
+        for cs in self.cores_of.values():
+            cs.sort()
 
     # -- helpers --------------------------------------------------------------------------------
-    def _mine(self, g: str, core, r: int) -> list[Piece]:
-        return [p for p in self.plan.pieces if p.group == g and p.core == core and p.round == r]
+    def _mine(self, g: str, r: int) -> list[Piece]:
+        return [p for p in self.plan.pieces if p.group == g and p.core == self.core and p.round == r]
 
     def _share(self, g: Group, ps: list[Piece]) -> float:
         return sum(p.hi - p.lo for p in ps) / g.units
 
     def _bytes(self, elements: float, spike: bool) -> int:
-        """DRAM image of a tensor for one step: 1 bit per spike element, else a value each."""
+        """Image of a tensor for one step: 1 bit per spike element, else a value each."""
         return math.ceil(elements / 8) if spike else math.ceil(elements) * self.vb
 
     def _next_barrier(self) -> Instr:
@@ -47,44 +60,74 @@ class _Emitter:
         """Does any consumer of g run in another round, or is g a graph output?"""
         if any(o.name in self.graph_outputs for o in g.ops):
             return True
-        for h in self.plan.groups:
-            if any(e.src == g.name for e in h.in_edges) and self.round_of_group.get(h.name, set()) - {r}:
-                return True
-        return False
+        return any(self.round_of_group.get(h.name, set()) - {r} for h in self.consumers[g.name])
+
+    def _inputs_home(self, g: Group) -> str:
+        return CORE if self.step else self.df.flows[g.name].inputs
+
+    def _errors_home(self, g: Group) -> str:
+        return CORE if self.step else self.df.flows[g.name].errors
+
+    def _weights(self, g: Group, p: Piece, engine: str) -> list[Instr]:
+        """Fetch a piece's weights into an engine's tile buffer from their home (none if resident)."""
+        if not g.weights or p.id in self.df.resident_weights:
+            return []
+        return [Instr("dma.load", (_buffer(self.arch, "weights", engine), weight_bytes(g, p.hi - p.lo, self.arch),
+                                   "weights", g.root.name, self.df.flows[g.name].weights))]
+
+    def _wgrad(self, t, store: bool) -> list[Instr]:
+        p = self.plan.pieces[t.piece]
+        if p.id in self.df.resident_wgrad:
+            return []
+        g = self.gmap[t.group]
+        return [Instr("dma.store" if store else "dma.load", (_buffer(self.arch, "wgrad", "wg"), weight_bytes(g, p.hi - p.lo, self.arch),
+                                                             "gradients", t.layer, self.df.flows[g.name].wgrad))]
+
+    def _bptt(self, g: Group, p: Piece, store: bool) -> list[Instr]:
+        if p.id not in self.df.spilled_bptt:
+            return []
+        step = math.ceil(bptt_bytes(g, p.hi - p.lo, self.arch, self.T) / self.T)
+        return [Instr("dma.store" if store else "dma.load", (_buffer(self.arch, "bptt", "bp"), step, "bptt_state", g.last.name,
+                                                             self.df.flows[g.name].bptt))]
 
     # -- forward --------------------------------------------------------------------------------
-    def fp_stage(self, st: Stage, core) -> list[Instr]:
+    def fp_stage(self, st: Stage) -> list[Instr]:
         out: list[Instr] = []
         if st.groups:
             g = self.gmap[st.groups[0]]
-            ps = self._mine(g.name, core, st.round)
+            ps = self._mine(g.name, st.round)
             if ps:
-                out += self._fp_inputs(g, ps, core, st.round)
-                for p in ps:
-                    if g.weights and not p.weights_resident:
-                        out.append(Instr("dma.load", (_buffer(self.arch, "weights", "fp"), weight_bytes(g, p.hi - p.lo, self.arch),
-                                                      "weights", f"{g.root.name}.weight[{p.lo}:{p.hi}]")))
-                out += [Instr(t.opcode, (t.layer, t.lo, t.hi)) for t in st.tasks if t.core == core]
-                out += [Instr("noc.send", ("spike" if l.spike else "psum", l.b, l.fwd, f"{g.last.name}->{l.dst}"))
-                        for l in self.plan.links if l.src == g.name and l.a == core and l.round == st.round and l.fwd]
-                if self._stored_later(g, st.round):
-                    out.append(Instr("dma.store", (_buffer(self.arch, "spikes", "fp"),
-                                                   self._bytes(g.out_size * self._share(g, ps), g.last.type.kind == "spike"),
-                                                   "activations", f"{g.last.name}[t]")))
-                for p in ps:
-                    if p.bptt_spilled:
-                        out.append(Instr("dma.store", (_buffer(self.arch, "bptt", "bp"), self._bptt_step(g, p),
-                                                       "bptt_state", f"{g.name}.state[{p.lo}:{p.hi}][t]")))
+                out += self._fp_inputs(g, ps, st.round)
+                if self.step:
+                    out += [i for p in ps for i in self._weights(g, p, "fp")]
+                out += [Instr(t.opcode, (t.layer, t.lo, t.hi)) for t in st.tasks if t.core == self.core]
+                out += [Instr("noc.send", ("spike" if l.spike else "psum", l.b, l.fwd, g.last.name))
+                        for l in self.plan.links if l.src == g.name and l.a == self.core and l.round == st.round and l.fwd
+                        and self._inputs_home(self.gmap[l.dst]) == CORE]
+                out += self._fp_outputs(g, ps, st.round)
+                out += [i for p in ps for i in self._bptt(g, p, True)]
         out.append(self._next_barrier())
         return out
 
-    def _bptt_step(self, g: Group, p: Piece) -> int:
-        return math.ceil(bptt_bytes(g, p.hi - p.lo, self.arch, self.plan.config.timesteps) / self.plan.config.timesteps)
+    def _fp_outputs(self, g: Group, ps: list[Piece], r: int) -> list[Instr]:
+        """This step's outputs to DRAM when a later round or the host reads them, and to each home
+        where a consumer's input window waits outside the cores."""
+        out = []
+        size = self._bytes(g.out_size * self._share(g, ps), g.last.type.kind == "spike")
+        homes = {self._inputs_home(h) for h in self.consumers[g.name]} - {CORE}
+        if self.plan.config.training and g.last.type.kind == "spike" and all(p.id in self.df.spilled_bptt for p in ps):
+            homes -= {self.df.flows[g.name].bptt}  # the spilled BPTT state holds these spikes already
+        if self._stored_later(g, r):
+            homes.add(DRAM)
+        for home in sorted(homes):
+            out.append(Instr("dma.store", (_buffer(self.arch, "spikes", "fp"), size, "activations", g.last.name, home)))
+        return out
 
-    def _from_dram(self, e, g: Group, ps: list[Piece], r: int) -> float:
-        """Elements of edge e that pieces ps (one core, round r) read from DRAM: all of it for the
-        network input, else the part its producer computed in other rounds."""
-        if e.src not in self.gmap:
+    def _from_elsewhere(self, e, g: Group, ps: list[Piece], r: int) -> float:
+        """Elements of edge e that pieces ps (this core, round r) read from memory rather than
+        from a producer over the NoC: all of it for the network input or when g's input window
+        waits outside the cores, else the part its producer computed in other rounds."""
+        if e.src not in self.gmap or self._inputs_home(g) != CORE:
             return e.elements * (self._share(g, ps) if e.aligned else 1.0)
         src = self.gmap[e.src]
         other = [p for p in self.plan.pieces if p.group == e.src and p.round != r]
@@ -92,106 +135,165 @@ class _Emitter:
             return sum(needed_elements(e, src, p, q, g) for p in other for q in ps)
         return sum(needed_elements(e, src, p, ps[0], g) for p in other)
 
-    def _fp_inputs(self, g: Group, ps: list[Piece], core, r: int) -> list[Instr]:
+    def _fp_inputs(self, g: Group, ps: list[Piece], r: int) -> list[Instr]:
+        """Inputs from memory: an aligned share is loaded by each core; a full input (every core
+        of g needs all of it) by g's first core, which multicasts it to the others. A window
+        outside the cores is read once per weight tile."""
         out = []
+        home = self._inputs_home(g)
+        reads = 1 if home == CORE else self.df.flows[g.name].tiles
+        cores = self.cores_of[(g.name, r)]
         for e in g.in_edges:
-            elems = self._from_dram(e, g, ps, r)
-            if elems:
-                out.append(Instr("dma.load", (_buffer(self.arch, "input", "fp"), self._bytes(elems, e.spike),
-                                              "activations", f"{e.src_op}[t]")))
-        out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, f"{self.gmap[l.src].last.name}->{l.dst}"))
-                for l in self.plan.links if l.dst == g.name and l.b == core and l.round == r and l.fwd]
+            elems = self._from_elsewhere(e, g, ps, r)
+            if not elems:
+                continue
+            level = DRAM if e.src not in self.gmap or home == CORE else home
+            size = self._bytes(elems, e.spike) * reads
+            kind = "spike" if e.spike else "psum"
+            if e.aligned or self.core == cores[0]:
+                out.append(Instr("dma.load", (_buffer(self.arch, "input", "fp"), size, "activations", g.root.name, level)))
+            if not e.aligned and self.core == cores[0]:
+                out += [Instr("noc.send", (kind, c, size, e.src_op)) for c in cores[1:]]
+            elif not e.aligned:
+                out.append(Instr("noc.recv", (kind, cores[0], size, e.src_op)))
+        if home == CORE:
+            out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, self.gmap[l.src].last.name))
+                    for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == r and l.fwd]
         return out
 
     # -- backward -------------------------------------------------------------------------------
-    def bp_stage(self, st: Stage, core) -> list[Instr]:
+    def bp_stage(self, st: Stage) -> list[Instr]:
         out: list[Instr] = []
         g = self.gmap[st.groups[0]] if st.groups else None
-        ps = self._mine(g.name, core, st.round) if g else []
+        ps = self._mine(g.name, st.round) if g else []
         if ps:
-            out += [Instr("noc.recv", ("grad", l.b, l.bwd, f"{l.dst}->{l.src}:grad"))
-                    for l in self.plan.links if l.src == g.name and l.a == core and l.round == st.round and l.bwd]
+            size = math.ceil(g.out_size * self._share(g, ps)) * self.vb
+            homes = {self._errors_home(h) for h in self.consumers[g.name]} - {CORE}
             if self._stored_later(g, st.round) and not any(o.name in self.graph_outputs for o in g.ops):
-                out.append(Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), math.ceil(g.out_size * self._share(g, ps)) * self.vb,
-                                              "gradients", f"{g.last.name}.grad[t]")))
+                homes.add(DRAM)
+            out += [Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), size, "gradients", g.last.name, home))
+                    for home in sorted(homes)]
+            out += [Instr("noc.recv", ("grad", l.b, l.bwd, self.gmap[l.dst].root.name))
+                    for l in self.plan.links if l.src == g.name and l.a == self.core and l.round == st.round and l.bwd
+                    and self._errors_home(self.gmap[l.dst]) == CORE]
             for p in ps:
-                if p.bptt_spilled:
-                    out.append(Instr("dma.load", (_buffer(self.arch, "bptt", "bp"), self._bptt_step(g, p),
-                                                  "bptt_state", f"{g.name}.state[{p.lo}:{p.hi}][t]")))
-                if g.weights and not p.weights_resident and any(
-                        t.opcode == "bp.propagate" and t.core == core for t in st.tasks):
-                    out.append(Instr("dma.load", (_buffer(self.arch, "weights", "bp"), weight_bytes(g, p.hi - p.lo, self.arch),
-                                                  "weights", f"{g.root.name}.weight[{p.lo}:{p.hi}]")))
+                out += self._bptt(g, p, False)
+                if self.step and any(t.opcode == "bp.propagate" and t.core == self.core for t in st.tasks):
+                    out += self._weights(g, p, "bp")
         for t in st.tasks:
-            if t.core != core:
+            if t.core != self.core:
                 continue
-            wgrad = t.opcode == "wg.accumulate" and not self._piece(t).wgrad_resident
-            if wgrad:
-                out.append(Instr("dma.load", (_buffer(self.arch, "wgrad", "wg"), self._wbytes(t), "gradients", f"{t.layer}.wgrad[{t.lo}:{t.hi}]")))
+            step_wgrad = self.step and t.opcode == "wg.accumulate"
+            out += self._wgrad(t, False) if step_wgrad else []
             out.append(Instr(t.opcode, (t.layer, t.lo, t.hi)))
-            if wgrad:
-                out.append(Instr("dma.store", (_buffer(self.arch, "wgrad", "wg"), self._wbytes(t), "gradients", f"{t.layer}.wgrad[{t.lo}:{t.hi}]")))
+            out += self._wgrad(t, True) if step_wgrad else []
         if ps:
-            out += [Instr("noc.send", ("grad", l.a, l.bwd, f"{l.dst}->{l.src}:grad"))
-                    for l in self.plan.links if l.dst == g.name and l.b == core and l.round == st.round and l.bwd]
+            home = self._errors_home(g)
+            if home == CORE:
+                out += [Instr("noc.send", ("grad", l.a, l.bwd, g.root.name))
+                        for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == st.round and l.bwd]
+            cores = self.cores_of[(g.name, st.round)]
             for e in g.in_edges:
-                elems = self._from_dram(e, g, ps, st.round) if e.src in self.gmap else 0
-                if elems:
-                    out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), math.ceil(elems) * self.vb,
-                                                   "gradients", f"{e.src_op}.grad[t]")))
+                elems = self._from_elsewhere(e, g, ps, st.round) if e.src in self.gmap else 0
+                if not elems:
+                    continue
+                size = math.ceil(elems) * self.vb
+                if not e.aligned and self.core != cores[0]:  # partial sums go to the first core
+                    out.append(Instr("noc.send", ("grad", cores[0], size, g.root.name)))
+                    continue
+                if not e.aligned:
+                    out += [Instr("noc.recv", ("grad", c, size, g.root.name)) for c in cores[1:]]
+                out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), size, "gradients", g.root.name,
+                                               DRAM if home == CORE else home)))
         out.append(self._next_barrier())
         return out
 
-    def _piece(self, t) -> Piece:
-        return self.plan.pieces[t.piece]
+    # -- windows (sample and batch orders) ------------------------------------------------------
+    def window_open(self, st: Stage) -> list[Instr]:
+        """Before a stage's window: fetch its weight tiles and the gradient partial sums."""
+        out: list[Instr] = []
+        if st.groups:
+            g = self.gmap[st.groups[0]]
+            eng = "fp" if st.phase == "fp" else "bp"
+            if eng == "fp" or any(t.opcode == "bp.propagate" and t.core == self.core for t in st.tasks):
+                out += [i for p in self._mine(g.name, st.round) for i in self._weights(g, p, eng)]
+        if self.df.order == "sample":  # the gradient of earlier samples is read back (batch: one window)
+            out += [i for t in st.tasks if t.core == self.core and t.opcode == "wg.accumulate" for i in self._wgrad(t, False)]
+        return out
 
-    def _wbytes(self, t) -> int:
-        p = self._piece(t)
-        return weight_bytes(self.gmap[t.group], p.hi - p.lo, self.arch)
+    def window_close(self, st: Stage) -> list[Instr]:
+        return [i for t in st.tasks if t.core == self.core and t.opcode == "wg.accumulate" for i in self._wgrad(t, True)]
 
-    # -- weight update --------------------------------------------------------------------------
-    def update(self, core) -> list[Instr]:
+    # -- outside the loops ----------------------------------------------------------------------
+    def preload(self) -> list[Instr]:
+        """Weights that stay on chip for the whole step: into the engines' tile buffers, or into a global buffer."""
+        out = []
+        for p in self.plan.pieces:
+            if p.core != self.core:
+                continue
+            g = self.gmap[p.group]
+            w = weight_bytes(g, p.hi - p.lo, self.arch)
+            if p.id in self.df.resident_weights:
+                for eng in ("fp", "bp") if self.plan.config.training else ("fp",):
+                    out.append(Instr("dma.load", (_buffer(self.arch, "weights", eng), w, "weights", g.root.name, DRAM)))
+            elif g.weights and self.df.flows[g.name].weights != DRAM:
+                out.append(Instr("dma.load", (self.df.flows[g.name].weights, w, "weights", g.root.name, DRAM)))
+        return out
+
+    def update(self) -> list[Instr]:
         out: list[Instr] = []
         for t in self.sched.update.tasks if self.sched.update else []:
-            if t.core != core:
+            if t.core != self.core:
                 continue
-            p, w = self._piece(t), self._wbytes(t)
+            p, g = self.plan.pieces[t.piece], self.gmap[t.group]
+            w, home = weight_bytes(g, p.hi - p.lo, self.arch), self.df.flows[g.name].weights
             wb = _buffer(self.arch, "weights", "fp")
-            if not p.weights_resident:
-                out.append(Instr("dma.load", (wb, w, "optimizer", f"{t.layer}.weight[{t.lo}:{t.hi}]")))
-            if not p.wgrad_resident:
-                out.append(Instr("dma.load", (_buffer(self.arch, "wgrad", "wg"), w, "gradients", f"{t.layer}.wgrad[{t.lo}:{t.hi}]")))
+            resident = p.id in self.df.resident_weights
+            if not resident:
+                out.append(Instr("dma.load", (wb, w, "optimizer", t.layer, home)))
+            out += self._wgrad(t, False)
             out.append(Instr("wg.update", (t.layer, t.lo, t.hi)))
-            if not p.weights_resident:
-                out.append(Instr("dma.store", (wb, w, "optimizer", f"{t.layer}.weight[{t.lo}:{t.hi}]")))
+            if not resident:
+                out.append(Instr("dma.store", (wb, w, "optimizer", t.layer, home)))
+                if home != DRAM:  # the updated weights leave the chip once
+                    out.append(Instr("dma.store", (home, w, "optimizer", t.layer, DRAM)))
         return out
 
 
-def generate(plan: Plan, schedule: Schedule) -> Program:
-    """One program for the whole chip: every core runs the same barrier sequence."""
+def _windowed(em: _Emitter, stages: list[Stage], emit, reverse: bool, batch_inside: bool) -> list:
+    out: list = []
+    for st in stages:
+        body = emit(st)
+        inner = Loop("time", em.T, reverse, body)
+        out += em.window_open(st) + [Loop("batch", em.B, False, [inner]) if batch_inside else inner] + em.window_close(st)
+    return out
+
+
+def generate(plan: Plan, schedule: Schedule, df: Dataflow) -> Program:
+    """One program for the whole chip: every core runs the same loops and barrier sequence."""
     cfg, arch = plan.config, plan.arch
     cores: dict[tuple[int, int], list] = {}
+    fp_stages = [st for r in range(plan.rounds) for st in schedule.fp[r]]
+    bp_stages = [st for r in reversed(range(plan.rounds)) for st in schedule.bp[r]] if cfg.training else []
     for core in arch.cores:
-        em = _Emitter(plan, schedule)
-        pre = []
-        for p in plan.pieces:
-            g = em.gmap[p.group]
-            if p.core == core and p.weights_resident:
-                for eng in ("fp", "bp") if cfg.training else ("fp",):
-                    pre.append(Instr("dma.load", (_buffer(arch, "weights", eng), weight_bytes(g, p.hi - p.lo, arch),
-                                                  "weights", f"{g.root.name}.weight[{p.lo}:{p.hi}]")))
-        per_sample: list = []
-        for r in range(plan.rounds):
-            per_sample.append(Loop(cfg.timesteps, False, [i for st in schedule.fp[r] for i in em.fp_stage(st, core)]))
+        em = _Emitter(plan, schedule, df, core)
+        body = em.preload()
+        if df.order == "step":
+            per_sample = [Loop("time", cfg.timesteps, False, [i for st in schedule.fp[r] for i in em.fp_stage(st)])
+                          for r in range(plan.rounds)]
+            if cfg.training:
+                per_sample += [Loop("time", cfg.timesteps, True, [i for st in schedule.bp[r] for i in em.bp_stage(st)])
+                               for r in reversed(range(plan.rounds))]
+            body.append(Loop("batch", cfg.batch, False, per_sample))
+        else:
+            batch_inside = df.order == "batch"
+            nest = _windowed(em, fp_stages, em.fp_stage, False, batch_inside)
+            nest += _windowed(em, bp_stages, em.bp_stage, True, batch_inside)
+            body += nest if batch_inside else [Loop("batch", cfg.batch, False, nest)]
         if cfg.training:
-            for r in reversed(range(plan.rounds)):
-                body = [i for st in schedule.bp[r] for i in em.bp_stage(st, core)]
-                if body:
-                    per_sample.append(Loop(cfg.timesteps, True, body))
-        body = pre + [Loop(cfg.batch, False, per_sample)]
-        if cfg.training:
-            body += em.update(core) + [em._next_barrier()]
+            body += em.update() + [em._next_barrier()]
         cores[core] = body
-    meta = {"model": plan.graph.name, "arch": arch.name, "training": cfg.training, "timesteps": cfg.timesteps,
-            "batch": cfg.batch, "rounds": plan.rounds, "strategy": cfg.strategy, "spike_rate": cfg.spike_rate}
-    return Program(meta, cores)
+    header = Header(model=plan.graph.name, arch=arch.name, training=cfg.training, timesteps=cfg.timesteps,
+                    batch=cfg.batch, dataflow=df.name, order=df.order, rounds=plan.rounds, strategy=cfg.strategy,
+                    spike_rate=cfg.spike_rate)
+    return Program(header, cores)

@@ -1,15 +1,44 @@
-"""The compile driver: model + architecture -> mapping plan, schedule and per-core program."""
+"""The compile driver: model + architecture -> mapping plan, schedule, dataflow and per-core program.
+
+The dataflow is searched: each candidate (a loop order with its memory homes, mapping/dataflow.py)
+becomes a program, which is priced analytically: its dense counts (isa/activity.py, no spikes
+simulated, the planned spike rate for the NoC) times the chip's energy table and timing. The best
+candidate for the objective is kept; the others are recorded as runners-up."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from compiler.codegen import generate
 from isa import Graph, SpikeforgeError
+from isa.activity import Activity, count, price, time
 from isa.arch import Arch, load_arch
 from isa.program import Program
+from mapping.dataflow import DATAFLOWS, FIXED, OBJECTIVES, Dataflow, assign, check_tiles
 from mapping.plan import MapConfig, Plan, map_graph
 from mapping.schedule import Schedule, build_schedule
+
+# the candidates a search prices: name -> (loop order, whether the global buffers are used)
+SEARCHED = {**FIXED, "step_global": ("step", True)}
+
+
+@dataclass
+class Estimate:
+    """The analytic price of one candidate: dense counts x the chip's tables."""
+
+    name: str
+    order: str
+    energy_pj: float
+    seconds: float
+    dram_bytes: float
+    layers: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer -> (energy pJ w/o static, DRAM bytes)
+
+    def score(self, objective: str) -> float:
+        return {"energy": self.energy_pj, "latency": self.seconds, "edp": self.energy_pj * self.seconds}[objective]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "order": self.order, "energy_pj": round(self.energy_pj, 3),
+                "latency_s": self.seconds, "dram_bytes": int(self.dram_bytes)}
 
 
 @dataclass
@@ -19,13 +48,26 @@ class Compiled:
     plan: Plan
     schedule: Schedule
     program: Program
+    dataflow: Dataflow
+    objective: str = "energy"
+    estimate: Estimate | None = None
+    candidates: list[Estimate] = field(default_factory=list)  # every candidate priced, the chosen one included
+
+
+def estimate(name: str, order: str, program: Program, graph: Graph, arch: Arch) -> Estimate:
+    act: Activity = count(program, graph, arch)
+    t = time(act, arch)
+    energy = sum(price(act.total, arch, t.seconds).values())
+    layers = {k: (sum(price(c, arch).values()), c.dram_bytes) for k, c in act.layers.items()}
+    return Estimate(name, order, energy, t.seconds, act.total.dram_bytes, layers)
 
 
 def compile_model(model: Graph | str, arch: Arch | str = "default", training: bool = False, timesteps: int = 4,
-                  batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0) -> Compiled:
+                  batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
+                  dataflow: str = "search", objective: str = "energy") -> Compiled:
     """Map `model` (a Graph, zoo name or model file) onto `arch` (an Arch, preset name or YAML
     file) and generate the per-core programs for inference, or for a training step of `batch`
-    samples when `training`."""
+    samples when `training`, with the named `dataflow` or the best one for `objective`."""
     from compiler.frontends import load_model
 
     for name, v in (("timesteps", timesteps), ("batch", batch)):
@@ -33,10 +75,34 @@ def compile_model(model: Graph | str, arch: Arch | str = "default", training: bo
             raise SpikeforgeError(f"{name}: must be a positive int, got {v!r}")
     if not 0 < spike_rate <= 1:
         raise SpikeforgeError(f"spike_rate: must be in (0, 1], got {spike_rate!r}")
+    if dataflow not in DATAFLOWS:
+        raise SpikeforgeError(f"dataflow: must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}")
+    if objective not in OBJECTIVES:
+        raise SpikeforgeError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     graph = load_model(model, weights=False) if isinstance(model, str) else model
     chip = load_arch(arch) if isinstance(arch, str) else arch
     cfg = MapConfig(training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate,
                     strategy=strategy, seed=seed)
     plan = map_graph(graph, chip, cfg)
-    schedule = build_schedule(plan)
-    return Compiled(graph, chip, plan, schedule, generate(plan, schedule))
+    check_tiles(plan)
+    return choose_dataflow(graph, chip, plan, build_schedule(plan), dataflow, objective)
+
+
+def choose_dataflow(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, dataflow: str = "search",
+                    objective: str = "energy") -> Compiled:
+    """The program of the named dataflow, or of the best candidate for `objective`, on a mapped
+    plan. `chip` may differ from the plan's architecture in figures the mapper does not read
+    (energies, clock, DRAM, NoC): the candidates are priced under `chip`."""
+    names = list(SEARCHED) if dataflow == "search" else [dataflow]
+    best = None
+    candidates = []
+    for name in names:
+        order, use_global = SEARCHED[name]
+        df = assign(plan, name, order, use_global)
+        program = generate(plan, schedule, df)
+        est = estimate(name, order, program, graph, chip)
+        candidates.append(est)
+        if best is None or est.score(objective) < best[2].score(objective):
+            best = (df, program, est)
+    df, program, est = best
+    return Compiled(graph, chip, plan, schedule, program, df, objective, est, candidates)

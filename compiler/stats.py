@@ -1,5 +1,6 @@
-"""What `compile` reports: SRAM use, DRAM bytes per category, NoC traffic and load balance,
-read off the generated program (DMA and NoC instructions times their loop counts)."""
+"""What `compile` reports: the dataflow chosen and its runners-up, SRAM use, DRAM bytes per
+category, NoC traffic and load balance, read off the generated program (DMA and NoC
+instructions times their loop counts)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ def program_traffic(c: Compiled) -> tuple[dict[str, int], np.ndarray]:
     noc = np.zeros((arch.n_cores, arch.n_cores))
     for core in arch.cores:
         src = core[0] * arch.cols + core[1]
-        for ins, counts in c.program.walk(core):
-            n = math.prod(counts)
-            if ins.op in ("dma.load", "dma.store"):
+        for ins, loops in c.program.walk(core):
+            n = math.prod(l.count for l in loops)
+            if ins.op in ("dma.load", "dma.store") and ins.operands["level"] == "dram":
                 dram[ins.args[2]] += ins.args[1] * n
             elif ins.op == "noc.send":
                 r, col = ins.args[1]
@@ -70,8 +71,8 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
     dram, noc = program_traffic(c)
     cores = []
     for core in arch.cores:
-        use = plan.sram[core]
-        roles = sorted({b.role for b in arch.buffers})
+        use = c.dataflow.sram[core]
+        roles = sorted({r for b in arch.buffers for r in b.roles})
         cores.append({
             "core": list(core),
             "pieces": sum(1 for p in plan.pieces if p.core == core),
@@ -85,6 +86,8 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
         "timesteps": plan.config.timesteps, "batch": plan.config.batch, "strategy": plan.config.strategy,
         "spike_rate": plan.config.spike_rate,
         "rounds": plan.rounds, "pieces": len(plan.pieces), "map_seconds": round(plan.map_seconds, 3),
+        "area_mm2": round(arch.area_mm2, 3),
+        "dataflow": dataflow_doc(c),
         "dram_bytes": {**dram, "total": sum(dram.values())},
         "noc": _noc_figures(c, noc),
         "load_balance": _balance(c),
@@ -97,6 +100,29 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
         base_hops = b["noc"]["hop_bytes"]
         out["hop_bytes_vs_baseline"] = round(out["noc"]["hop_bytes"] / base_hops, 4) if base_hops else None
     return out
+
+
+def dataflow_doc(c: Compiled) -> dict:
+    """The chosen dataflow, its analytic estimate and the runners-up, overall and per group."""
+    df, est = c.dataflow, c.estimate
+    others = [e for e in c.candidates if e is not est]
+    groups = []
+    for g in c.plan.groups:
+        f = df.flows[g.name]
+        names = [o.name for o in g.ops]
+
+        def cost(e):
+            return {"energy_pj": round(sum(e.layers.get(n, (0, 0))[0] for n in names), 3),
+                    "dram_bytes": int(sum(e.layers.get(n, (0, 0))[1] for n in names))}
+
+        groups.append({
+            "group": g.name, "weights": f.weights if g.weights else None, "wgrad": f.wgrad if g.weights else None,
+            "bptt": f.bptt, "inputs": f.inputs, "errors": f.errors, "tiles": f.tiles,
+            "estimate": cost(est), "runners_up": [{"name": e.name, **cost(e)} for e in others],
+        })
+    return {"name": df.name, "order": df.order, "objective": c.objective, "estimate": est.to_dict(),
+            "runners_up": [e.to_dict() for e in sorted(others, key=lambda e: e.score(c.objective))],
+            "global_buffer_bytes": df.global_used, "groups": groups}
 
 
 def placement_doc(c: Compiled) -> dict:
@@ -117,8 +143,8 @@ def placement_doc(c: Compiled) -> dict:
             "layer": p.group, "ops": [o.name for o in g.ops], "units": [p.lo, p.hi],
             "unit": "channels" if g.root.kind in ("conv1d", "conv2d") else "neurons",
             "elements": [p.lo * per, p.hi * per], "round": p.round, "core": list(p.core),
-            "weights": "resident" if p.weights_resident else ("streamed" if g.weights else "none"),
-            "bptt_state": "spilled" if p.bptt_spilled else "on-chip",
+            "weights": "resident" if p.id in c.dataflow.resident_weights else ("streamed" if g.weights else "none"),
+            "bptt_state": "spilled" if p.id in c.dataflow.spilled_bptt else "on-chip",
             "work": list(dict.fromkeys(tasks.get(p.id, []))),
         })
     return {"model": c.graph.name, "arch": c.arch.name, "mesh": [c.arch.rows, c.arch.cols],

@@ -80,10 +80,10 @@ def neuromc_costs(graph: Graph, arch: Arch, batch: int, timesteps: int, training
     """The NeuroMC energy of one step of `graph` (inference: FP only) on `arch`'s engines."""
     e, vb = arch.energy, arch.value_bytes * 8
     frags = batch * timesteps
-    pj = {(role, eng): arch.buffer_for(role, eng).pj_per_bit for role in
+    pj = {(role, eng): arch.buffer_for(role, eng).read_pj_per_bit for role in
           ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "bptt", "grad_out", "wgrad", "bn")
           for eng in ENGINES}
-    opt = arch.buffer_for("optimizer", "").pj_per_bit
+    opt = arch.buffer_for("optimizer", "").read_pj_per_bit
     layers, update, wdram = [], 0.0, 0
     kinds = {op.name: op.type.kind for op in graph}
     inputs = {op.name for op in graph.inputs}

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.cost import ENGINES, Costs, run_costs
+from hwsim.cost import Costs, run_costs
 from hwsim.functional import RunResult, Simulator, output_name, run, sgd_update
 from hwsim.gpu import GpuConfig, gpu_dram_bytes
 from hwsim.neuromc import neuromc_costs
 from isa import Graph, SpikeforgeError
+from isa.activity import ENGINES, Counts, price
 from isa.arch import Arch
 from isa.program import Program
 
@@ -38,16 +39,16 @@ def make_input(graph: Graph, timesteps: int, batch: int, rate: float | None, see
 
 def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: np.ndarray | None = None,
              mode: str = "sparse", seed: int = 0, lr: float = 0.01, record: bool = False, progress=None) -> dict:
-    """Simulate one inference or training step (`program.meta["training"]`) of `graph` on `x`
+    """Simulate one inference or training step (`program.header.training`) of `graph` on `x`
     [T, B, *input]; returns the report (report.json) and, with `record`, the outputs per op
     under the key `_values` (not part of the JSON). A training step updates the graph's weights."""
     if mode not in ("sparse", "dense"):
         raise SpikeforgeError(f"mode: must be sparse or dense, got {mode!r}")
-    training = bool(program.meta.get("training"))
+    training = program.header.training
     T, B = x.shape[:2]
-    if (T, B) != (program.meta.get("timesteps"), program.meta.get("batch")):
+    if (T, B) != (program.header.timesteps, program.header.batch):
         raise SpikeforgeError(f"input has T={T}, B={B} but the program was compiled for "
-                              f"T={program.meta.get('timesteps')}, B={program.meta.get('batch')}")
+                              f"T={program.header.timesteps}, B={program.header.batch}")
     res = functional_step(graph, x, training, arch.arithmetic, labels, seed, record, progress)
     if training:
         sgd_update(graph, res.grads, lr)
@@ -66,51 +67,69 @@ def functional_step(graph: Graph, x: np.ndarray, training: bool, arithmetic: str
     return run(sim, {graph.inputs[0].name: x}, labels, training, chunk=1, record=record, progress=progress)
 
 
+def _ratio(num: float, den: float) -> float | None:
+    return round(num / den, 6) if den else None
+
+
 def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, costs: Costs, mode: str,
                 seed: int) -> dict:
-    """The report of a functional result `res` and the cost walk `costs` of `program` on `arch`."""
-    training = bool(program.meta.get("training"))
-    T, B = int(program.meta["timesteps"]), int(program.meta["batch"])
-    seconds = costs.cycles / (arch.clock_mhz * 1e6)
-    e = costs.energy
+    """The report of a functional result `res` and the costs `costs` of `program` on `arch`."""
+    h = program.header
+    training, T, B = h.training, h.timesteps, h.batch
+    act, timing, e = costs.activity, costs.timing, costs.energy
     energy = sum(e.values())
-    dense_flops = 2 * sum(costs.dense_syn_ops.values())
     onchip = e["compute"] + e["sram"]
-    dram_total = sum(costs.dram_bytes.values())
-    gpu = None
-    if training:
-        gpu = gpu_dram_bytes(graph, B, T, GpuConfig(precision=arch.precision))["total"]
+    dense_flops = 2 * sum(act.total.dense_syn.values())
+    flops = 2 * sum(act.total.syn.values())
+    dram_total = act.total.dram_bytes
+    gpu = gpu_dram_bytes(graph, B, T, GpuConfig(precision=arch.precision))["total"] if training else None
+    engine_cycles = sum(c.engine_cycles for c in act.layers.values())
     layers = []
     for op in graph:
-        st = res.stats.get(op.name)
-        if st is None or op.kind == "input":
+        st, c = res.stats.get(op.name), act.layers.get(op.name)
+        if op.kind in ("input", "output") or (st is None and c is None):
             continue
-        c = costs.layers.get(op.name, {"ops": dict.fromkeys(ENGINES, 0), "energy_pj": 0.0, "cycles": 0})
+        c = c or Counts()
+        terms = price(c, arch)  # no static: that follows
+        terms["static"] = e["static"] * c.engine_cycles / engine_cycles if engine_cycles else 0.0
         layers.append({
             "name": op.name, "op": op.kind,
-            "spike_rate": round(float(st.out_nonzero.sum()) / (st.size * T * B), 6) if op.type.kind == "spike" else None,
-            "grad_nonzero": round(float(st.grad_nonzero.sum()) / (st.size * T * B), 6) if training else None,
-            "ops": c["ops"], "energy_pj": round(c["energy_pj"], 3), "cycles": int(c["cycles"]),
+            "spike_rate": round(float(st.out_nonzero.sum()) / (st.size * T * B), 6) if st and op.type.kind == "spike" else None,
+            "grad_nonzero": round(float(st.grad_nonzero.sum()) / (st.size * T * B), 6) if st and training else None,
+            "ops": {k: int(v) for k, v in c.syn.items()},
+            "energy_pj": round(sum(terms.values()), 3), "energy_breakdown_pj": {k: round(v, 3) for k, v in terms.items()},
+            "dram_bytes": int(c.dram_bytes), "cycles": int(c.engine_cycles),
         })
     totals = {
         "energy_pj": round(energy, 3),
         "energy_breakdown_pj": {k: round(v, 3) for k, v in e.items()},
-        "cycles": int(costs.cycles), "latency_s": seconds,
-        "dram_bytes": int(dram_total), "dram_bytes_by_category": {k: int(v) for k, v in costs.dram_bytes.items()},
-        "noc_bytes": round(costs.noc_bytes, 3), "noc_hop_bytes": round(costs.noc_hop_bytes, 3),
-        "synaptic_ops": int(sum(costs.syn_ops.values())), "synaptic_ops_by_engine": costs.syn_ops,
-        "dense_synaptic_ops": int(sum(costs.dense_syn_ops.values())),
-        "tflops_per_w_onchip": round(dense_flops / onchip, 6) if onchip else None,
-        "tflops_per_w_total": round(dense_flops / energy, 6) if energy else None,
+        "cycles": int(timing.cycles), "latency_s": timing.seconds,
+        "cycles_by_bound": {k: int(v) for k, v in timing.by_bound.items()}, "bottleneck": timing.bottleneck,
+        "dram_bytes": int(dram_total),
+        "dram_bytes_by_category": {k: int(v) for k, v in act.total.dram_by_category().items()},
+        "dram_read_bytes": int(sum(act.total.dram_read.values())),
+        "dram_write_bytes": int(sum(act.total.dram_write.values())),
+        "noc_bytes": round(act.total.noc_bits / 8, 3), "noc_hop_bytes": round(act.total.noc_bit_hops / 8, 3),
+        "synaptic_ops": int(flops // 2), "synaptic_ops_by_engine": {k: int(v) for k, v in act.total.syn.items()},
+        "dense_synaptic_ops": int(dense_flops // 2),
+        "dense_tflops_per_w_onchip": _ratio(dense_flops, onchip),
+        "effective_tflops_per_w_onchip": _ratio(flops, onchip),
+        "dense_tflops_per_w_total": _ratio(dense_flops, energy),
+        "effective_tflops_per_w_total": _ratio(flops, energy),
+        "area_mm2": round(arch.area_mm2, 3),
         "gpu_baseline_dram_bytes": gpu,
         "dram_reduction_vs_gpu": round(1 - dram_total / gpu, 6) if gpu else None,
         "loss": round(res.loss, 6) if res.loss is not None else None,
     }
-    cores = [{"core": list(c), "utilisation": v["utilisation"], "energy_pj": round(float(v["energy_pj"]), 3),
-              "sram_peak_bytes": {k: int(n) for k, n in v["sram_peak_bytes"].items()}} for c, v in costs.cores.items()]
+    static_core = e["static"] / arch.n_cores
+    cores = [{"core": list(c), "utilisation": {k: round(act.busy[c][k] / timing.cycles, 4) if timing.cycles else 0.0
+                                               for k in ENGINES},
+              "energy_pj": round(sum(price(act.cores[c], arch).values()) + static_core, 3),
+              "sram_peak_bytes": {k: int(n) for k, n in sorted(act.peak[c].items())}} for c in program.cores]
     rep = {"totals": totals, "layers": layers, "cores": cores,
            "config": {"model": graph.name, "arch": arch.name, "mode": mode, "timesteps": T, "batch": B,
-                      "seed": seed, "training": training, "arithmetic": arch.arithmetic, "version": VERSION}}
+                      "seed": seed, "training": training, "arithmetic": arch.arithmetic,
+                      "dataflow": h.dataflow, "order": h.order, "version": VERSION}}
     if mode == "dense":  # the authors' read-once accounting of the same step, beside the walk
         rep["neuromc"] = neuromc_costs(graph, arch, B, T, training).to_dict()
     if res.values:

@@ -15,6 +15,7 @@ from isa.errors import SpikeforgeError
 
 ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "grad_out", "bptt",
          "wgrad", "bn", "optimizer", "other")
+LEVELS = ("tile", "core", "global")  # engine tile buffers, per-core SRAM banks, the chip's global buffers
 ENGINES = ("fp", "bp", "wg")
 ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "register_bit")
 
@@ -33,18 +34,45 @@ class Engine:
 
 @dataclass(frozen=True)
 class Buffer:
-    """An SRAM: capacity, port width (bits per cycle) and access energy; `role` says what the
-    mapper may keep in it."""
+    """An SRAM: capacity, port width (bits per cycle), read and write energy, area, the `roles`
+    the mapper may keep in it and its `level`: an engine's tile buffer, a core's SRAM bank or a
+    global buffer of the chip (reached over the NoC)."""
 
     name: str
     kib: float
     port_bits: int
-    pj_per_bit: float
-    role: str
+    read_pj_per_bit: float
+    write_pj_per_bit: float
+    roles: tuple[str, ...]
+    level: str
+    mm2: float
 
     @property
     def bytes(self) -> int:
         return int(self.kib * 1024)
+
+    @property
+    def role(self) -> str:
+        return self.roles[0]
+
+
+@dataclass(frozen=True)
+class SramModel:
+    """Energy and area of an SRAM macro from its capacity (a CACTI-style fit, see the preset):
+    read pJ/bit = pj_base + pj_per_sqrt_kib * sqrt(KiB) (bit- and word-line length grow with the
+    side of the array), write = read * write_over_read, mm^2 = mm2_per_mbit * Mbit + mm2_per_macro."""
+
+    pj_base: float
+    pj_per_sqrt_kib: float
+    write_over_read: float
+    mm2_per_mbit: float
+    mm2_per_macro: float
+
+    def read_pj_per_bit(self, kib: float) -> float:
+        return self.pj_base + self.pj_per_sqrt_kib * kib ** 0.5
+
+    def mm2(self, kib: float) -> float:
+        return self.mm2_per_mbit * kib * 1024 * 8 / 2 ** 20 + self.mm2_per_macro
 
 
 @dataclass(frozen=True)
@@ -86,12 +114,14 @@ class Arch:
     rows: int
     cols: int
     engines: dict[str, Engine]
-    buffers: tuple[Buffer, ...]
+    buffers: tuple[Buffer, ...]  # per core: tile buffers of the engines and SRAM banks
     static_mw: float
+    logic_mm2: float  # per core: engines, control and router (everything but the SRAMs)
     global_buffers: tuple[Buffer, ...]
     noc: Noc
     dram: Dram
     energy: Energy
+    sram: SramModel
 
     @property
     def n_cores(self) -> int:
@@ -105,15 +135,25 @@ class Arch:
     def value_bytes(self) -> int:
         return 2 if self.precision == "fp16" else 4
 
-    def capacity(self, role: str) -> int:
-        """Bytes per core of all buffers with this role."""
-        return sum(b.bytes for b in self.buffers if b.role == role)
+    def capacity(self, role: str, level: str | None = None) -> int:
+        """Bytes per core of the core's buffers (tile and core level, or only `level`) that may hold `role`."""
+        return sum(b.bytes for b in self.buffers if role in b.roles and level in (None, b.level))
+
+    def global_capacity(self, role: str) -> int:
+        """Bytes of the chip's global buffers that may hold `role`."""
+        return sum(b.bytes for b in self.global_buffers if role in b.roles)
 
     def buffer_for(self, role: str, engine: str) -> Buffer:
-        """The buffer of `role` that belongs to `engine` (fp/bp/wg: its name starts so), else the
-        first buffer of that role (global ones included), else the core's first buffer."""
-        named = [b for b in self.buffers + self.global_buffers if b.role == role]
+        """The core buffer of `role` that belongs to `engine` (fp/bp/wg: its name starts so), else
+        the first buffer of that role (global ones last), else the core's first buffer."""
+        named = [b for b in self.buffers + self.global_buffers if role in b.roles]
         return next((b for b in named if b.name.startswith(engine)), named[0] if named else self.buffers[0])
+
+    @property
+    def area_mm2(self) -> float:
+        """Die area: every core's SRAMs and logic, plus the global buffers (the NoC's wires are not counted)."""
+        core = sum(b.mm2 for b in self.buffers) + self.logic_mm2
+        return self.n_cores * core + sum(b.mm2 for b in self.global_buffers)
 
     def buffer(self, name: str) -> Buffer:
         for b in self.buffers + self.global_buffers:
@@ -184,24 +224,48 @@ def _show(v: Any) -> str:
     return repr(v) if not isinstance(v, (dict, list)) else type(v).__name__
 
 
-def _buffers(doc: _Doc) -> tuple[Buffer, ...]:
+def _buffers(doc: _Doc, sram: SramModel | None, level: str | None) -> tuple[Buffer, ...]:
+    """Buffers of one section; `level` None: each names its own (tile or core, default core).
+    Energies not given (pj_per_bit for both, or read_/write_pj_per_bit) come from the SRAM model."""
     out = []
     for name in doc.d:
         b = doc.sub(str(name))
-        b.only(("kib", "port_bits", "pj_per_bit", "role"))
-        out.append(Buffer(str(name), b.num("kib"), b.pos_int("port_bits"), b.num("pj_per_bit", False),
-                          b.choice("role", ROLES)))
+        b.only(("kib", "port_bits", "pj_per_bit", "read_pj_per_bit", "write_pj_per_bit", "role", "level"))
+        kib = b.num("kib")
+        roles = b.get("role")
+        roles = tuple(roles) if isinstance(roles, list) and roles else (roles,)
+        for r in roles:
+            if r not in ROLES:
+                raise b.err("role", f"must be one of {', '.join(ROLES)} (or a list of them), got {_show(r)}")
+        lvl = level or (b.choice("level", LEVELS[:2]) if "level" in b.d else "core")
+        if "pj_per_bit" in b.d:
+            read = write = b.num("pj_per_bit", False)
+        elif "read_pj_per_bit" in b.d or sram is None:
+            read, write = b.num("read_pj_per_bit", False), b.num("write_pj_per_bit", False)
+        else:
+            read = sram.read_pj_per_bit(kib)
+            write = read * sram.write_over_read
+        out.append(Buffer(str(name), kib, b.pos_int("port_bits"), read, write, roles, lvl,
+                          sram.mm2(kib) if sram else 0.0))
     return tuple(out)
+
+
+SRAM_KEYS = ("pj_base", "pj_per_sqrt_kib", "write_over_read", "mm2_per_mbit", "mm2_per_macro")
 
 
 def arch_from_doc(d: Any, where: str = "arch") -> Arch:
     """Validate a parsed architecture YAML document."""
     doc = _Doc(d, "", where)
     doc.only(("name", "description", "precision", "arithmetic", "clock_mhz", "mesh", "core", "global_buffers",
-              "noc", "dram", "energy_pj"))
+              "noc", "dram", "energy_pj", "sram"))
     mesh, core = doc.sub("mesh"), doc.sub("core")
     mesh.only(("rows", "cols"))
-    core.only(("engines", "buffers", "static_mw"))
+    core.only(("engines", "buffers", "static_mw", "logic_mm2"))
+    sram = None
+    if "sram" in doc.d:
+        sd = doc.sub("sram")
+        sd.only(SRAM_KEYS)
+        sram = SramModel(*(sd.num(k, False) for k in SRAM_KEYS))
     eng = core.sub("engines")
     eng.only(ENGINES)
     engines = {}
@@ -209,9 +273,9 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
         s = eng.sub(e)
         s.only(("pe_rows", "pe_cols"))
         engines[e] = Engine(s.pos_int("pe_rows"), s.pos_int("pe_cols"))
-    buffers = _buffers(core.sub("buffers"))
+    buffers = _buffers(core.sub("buffers"), sram, None)
     for role in ("weights", "membrane"):
-        if not any(b.role == role for b in buffers):
+        if not any(role in b.roles for b in buffers):
             raise core.err("buffers", f"needs at least one buffer with role '{role}'")
     noc, dram, en = doc.sub("noc"), doc.sub("dram"), doc.sub("energy_pj")
     noc.only(("link_bits", "hop_cycles", "hop_pj_per_bit"))
@@ -225,10 +289,12 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
         clock_mhz=doc.num("clock_mhz"),
         rows=mesh.pos_int("rows"), cols=mesh.pos_int("cols"), engines=engines, buffers=buffers,
         static_mw=core.num("static_mw", False),
-        global_buffers=_buffers(_Doc(gb, "global_buffers", where)),
+        logic_mm2=core.num("logic_mm2", False) if "logic_mm2" in core.d else 0.0,
+        global_buffers=_buffers(_Doc(gb, "global_buffers", where), sram, "global"),
         noc=Noc(noc.pos_int("link_bits"), noc.pos_int("hop_cycles"), noc.num("hop_pj_per_bit", False)),
         dram=Dram(dram.num("gb_per_s"), dram.num("latency_ns", False), dram.num("pj_per_bit", False)),
         energy=Energy(*(en.num(k, False) for k in ENERGY_KEYS)),
+        sram=sram or SramModel(0.0, 0.0, 1.0, 0.0, 0.0),
     )
 
 

@@ -13,13 +13,17 @@ from isa.errors import SpikeforgeError
 
 CATEGORIES = ("weights", "activations", "bptt_state", "gradients", "optimizer")
 NOC_KINDS = ("spike", "grad", "psum")
+LOOP_VARS = ("batch", "time")  # a loop runs over the samples of the batch or over the time steps
+ORDERS = ("step", "sample", "batch")  # loop orders: docs/dataflow.md
 
 _PIECE = ("layer", "lo", "hi")
+# dma: a transfer between a core buffer and `level` (dram, or a global buffer by name) on behalf
+# of `layer`; noc: a message of `layer`'s values to or from another core.
 OPCODES: dict[str, tuple[str, ...]] = {
-    "dma.load": ("buffer", "bytes", "category", "tag"),
-    "dma.store": ("buffer", "bytes", "category", "tag"),
-    "noc.send": ("kind", "coord", "bytes", "tag"),
-    "noc.recv": ("kind", "coord", "bytes", "tag"),
+    "dma.load": ("buffer", "bytes", "category", "layer", "level"),
+    "dma.store": ("buffer", "bytes", "category", "layer", "level"),
+    "noc.send": ("kind", "coord", "bytes", "layer"),
+    "noc.recv": ("kind", "coord", "bytes", "layer"),
     "fp.integrate": _PIECE,
     "fp.fire": _PIECE,
     "fp.elem": _PIECE,
@@ -46,7 +50,7 @@ OPERAND_KINDS = {
     "kind": (lambda v: v in NOC_KINDS, "one of " + ", ".join(NOC_KINDS)),
     "coord": (lambda v: isinstance(v, tuple) and len(v) == 2 and all(map(_nat, v)),
               "a (row, col) pair of non-negative ints"),
-    "tag": (lambda v: isinstance(v, str), "a string"),
+    "level": (lambda v: isinstance(v, str) and bool(NAME.match(v)), "dram or a global buffer name"),
     "layer": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
     "lo": (_nat, "a non-negative int"),
     "hi": (_nat, "a non-negative int"),
@@ -74,16 +78,66 @@ class Instr:
 
 @dataclass
 class Loop:
-    """Run `body` for t = 0 .. count-1, or count-1 .. 0 when `reverse` (BPTT)."""
+    """Run `body` for `var` (batch: the sample b, time: the step t) = 0 .. count-1, or
+    count-1 .. 0 when `reverse` (BPTT)."""
 
+    var: str
     count: int
     reverse: bool = False
     body: list[Union[Instr, Loop]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Header:
+    """What a program computes and how: the model and chip it was compiled for, inference or a
+    training step of `batch` samples over `timesteps` steps, and the dataflow (its name and loop
+    order) the compiler chose."""
+
+    model: str
+    arch: str
+    training: bool
+    timesteps: int
+    batch: int
+    dataflow: str = "naive"
+    order: str = "step"
+    rounds: int = 1
+    strategy: str = "metis"
+    spike_rate: float = 0.1
+
+
+_HEADER_CHECKS = {
+    "model": (lambda v: isinstance(v, str), "a string"),
+    "arch": (lambda v: isinstance(v, str), "a string"),
+    "training": (lambda v: isinstance(v, bool), "true or false"),
+    "timesteps": (lambda v: _nat(v) and v > 0, "a positive int"),
+    "batch": (lambda v: _nat(v) and v > 0, "a positive int"),
+    "dataflow": (lambda v: isinstance(v, str) and bool(NAME.match(v)), "a name"),
+    "order": (lambda v: v in ORDERS, "one of " + ", ".join(ORDERS)),
+    "rounds": (lambda v: _nat(v), "a non-negative int"),
+    "strategy": (lambda v: isinstance(v, str), "a string"),
+    "spike_rate": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1, "in (0, 1]"),
+}
+
+
+def header_problem(fields: dict, complete: bool = True) -> str | None:
+    """What is wrong with the fields of a header (unknown, mistyped, or missing when `complete`), or None."""
+    for key, value in fields.items():
+        if key not in _HEADER_CHECKS:
+            return f"unknown header field {key!r} (fields: {', '.join(_HEADER_CHECKS)})"
+        check, what = _HEADER_CHECKS[key]
+        if not check(value):
+            return f"header {key} must be {what}, got {value!r}"
+    for key in ("model", "arch", "training", "timesteps", "batch") if complete else ():
+        if key not in fields:
+            return f"header field {key!r} is missing"
+    return None
+
+
 def problem(item) -> str | None:
     """What is wrong with one instruction or loop header (not its body), or None."""
     if isinstance(item, Loop):
+        if item.var not in LOOP_VARS:
+            return f"loop variable must be one of {', '.join(LOOP_VARS)}, got {item.var!r}"
         if not (_nat(item.count) and item.count > 0):
             return f"loop count must be a positive int, got {item.count!r}"
         if not isinstance(item.reverse, bool):
@@ -107,30 +161,19 @@ def problem(item) -> str | None:
     return None
 
 
-def meta_problem(key, value) -> str | None:
-    """What is wrong with one metadata entry, or None."""
-    if not (isinstance(key, str) and NAME.match(key)):
-        return f"metadata key {key!r} must be a name such as timesteps"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"metadata {key} must be finite, got {value!r}"
-    if not isinstance(value, (str, int, float, bool)):
-        return f"metadata {key} must be a str, int, float or bool, got {value!r}"
-    return None
-
-
-def _walk(body: list, counts: tuple[int, ...]) -> Iterator[tuple[Instr, tuple[int, ...]]]:
+def _walk(body: list, loops: tuple[Loop, ...]) -> Iterator[tuple[Instr, tuple[Loop, ...]]]:
     for item in body:
         if isinstance(item, Loop):
-            yield from _walk(item.body, counts + (item.count,))
+            yield from _walk(item.body, loops + (item,))
         else:
-            yield item, counts
+            yield item, loops
 
 
 @dataclass
 class Program:
     """A validated program: `cores` maps (row, col) to its instructions, kept in sorted order."""
 
-    meta: dict[str, Union[str, int, float, bool]] = field(default_factory=dict)
+    header: Header
     cores: dict[tuple[int, int], list[Union[Instr, Loop]]] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -139,9 +182,10 @@ class Program:
 
     def validate(self) -> None:
         """Raise SpikeforgeError naming the core and instruction index (e.g. 3.1: item 1 of loop 3)."""
-        for key, value in self.meta.items():
-            if msg := meta_problem(key, value):
-                raise SpikeforgeError(msg)
+        if not isinstance(self.header, Header):
+            raise SpikeforgeError(f"program header must be a Header, got {type(self.header).__name__}")
+        if msg := header_problem(vars(self.header)):
+            raise SpikeforgeError(msg)
         for core, body in self.cores.items():
             if not (isinstance(core, tuple) and len(core) == 2 and all(map(_nat, core))):
                 raise SpikeforgeError(f"core {core!r} must be a (row, col) pair of non-negative ints")
@@ -156,12 +200,12 @@ class Program:
             if isinstance(item, Loop):
                 self._check_body(core, item.body, f"{path}{i}.")
 
-    def walk(self, core: tuple[int, int]) -> Iterator[tuple[Instr, tuple[int, ...]]]:
-        """Each instruction of a core in program order, with the counts of its enclosing loops
-        (outermost first): it executes prod(counts) times."""
+    def walk(self, core: tuple[int, int]) -> Iterator[tuple[Instr, tuple[Loop, ...]]]:
+        """Each instruction of a core in program order, with its enclosing loops (outermost
+        first): it executes prod(loop.count) times."""
         return _walk(self.cores[core], ())
 
     def instruction_count(self, core: tuple[int, int] | None = None, executed: bool = False) -> int:
         """Instructions in one core (or all): as written, or as executed with loops unrolled."""
         cores = [core] if core is not None else list(self.cores)
-        return sum(math.prod(counts) if executed else 1 for c in cores for _, counts in self.walk(c))
+        return sum(math.prod(l.count for l in loops) if executed else 1 for c in cores for _, loops in self.walk(c))

@@ -11,9 +11,9 @@ from lark import Lark, Transformer, Tree, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput
 
 from isa.errors import SpikeforgeError
-from isa.program import OPCODES, Instr, Loop, Program, meta_problem, problem
+from isa.program import OPCODES, Header, Instr, Loop, Program, header_problem, problem
 
-_BARE = {"buffer", "category", "kind"}  # string operands written unquoted; the others are quoted
+_BARE = {"buffer", "category", "kind", "level"}  # string operands written unquoted; the others are quoted
 
 
 class _Bare(str):
@@ -83,10 +83,12 @@ class _Assembler:
         for entry in stmt.children:
             key, value = str(entry.children[0]), entry.children[1]
             if key in self.meta:
-                raise self.error(entry, f"duplicate metadata key {key!r}")
-            if msg := meta_problem(key, value):
+                raise self.error(entry, f"duplicate header field {key!r}")
+            if msg := header_problem({key: value}, complete=False):
                 raise self.error(entry, msg)
             self.meta[key] = value
+        if msg := header_problem(self.meta):
+            raise self.error(stmt, msg)
 
     def core(self, stmt: Tree) -> None:
         self.check_closed()
@@ -99,7 +101,7 @@ class _Assembler:
         self.stack = [(self.cores[coord], stmt)]
 
     def loop(self, stmt: Tree) -> None:
-        loop = Loop(int(stmt.children[0]), len(stmt.children) == 2)
+        loop = Loop(str(stmt.children[0]), int(stmt.children[1]), len(stmt.children) == 3)
         if msg := problem(loop):
             raise self.error(stmt, msg)
         self.stack[-1][0].append(loop)
@@ -140,7 +142,9 @@ def assemble(text: str, where: str = "<sasm>") -> Program:
     for stmt in tree.children:
         asm.statement(stmt)
     asm.check_closed()
-    return Program(asm.meta or {}, asm.cores)
+    if asm.meta is None:
+        raise SpikeforgeError("no .program header (model, arch, training, timesteps, batch)", where)
+    return Program(Header(**asm.meta), asm.cores)
 
 
 def _literal(v) -> str:
@@ -162,7 +166,7 @@ def _emit(body: list, depth: int, lines: list[str]) -> None:
     pad = "  " * depth
     for item in body:
         if isinstance(item, Loop):
-            lines.append(f"{pad}loop {item.count}" + (" reverse" if item.reverse else ""))
+            lines.append(f"{pad}loop {item.var} {item.count}" + (" reverse" if item.reverse else ""))
             _emit(item.body, depth + 1, lines)
             lines.append(pad + "end")
         else:
@@ -172,7 +176,7 @@ def _emit(body: list, depth: int, lines: list[str]) -> None:
 
 def disassemble(program: Program) -> str:
     """Print a program in canonical form: two-space indents, cores in sorted order."""
-    lines = ["# spikeforge assembly", ".program" + "".join(f" {k}={_literal(v)}" for k, v in program.meta.items())]
+    lines = ["# spikeforge assembly", ".program" + "".join(f" {k}={_literal(v)}" for k, v in vars(program.header).items())]
     for (row, col), body in program.cores.items():
         lines.append(f".core {row} {col}")
         _emit(body, 1, lines)

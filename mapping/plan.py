@@ -43,9 +43,6 @@ class Piece:
     hi: int
     round: int
     core: tuple[int, int] = (0, 0)
-    weights_resident: bool = False
-    wgrad_resident: bool = False
-    bptt_spilled: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,6 @@ class Plan:
     traffic: np.ndarray  # [cores, cores] NoC bytes per sample and time step (row = source)
     packets: int  # multicast packets per sample and time step (one per destination core)
     links: list[Link] = field(default_factory=list)
-    sram: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)  # peak bytes per role
     map_seconds: float = 0.0
 
     def group(self, name: str) -> Group:
@@ -351,7 +347,6 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
     traffic, packets = _core_traffic(flows, core_index, arch.n_cores, bwd_cap)
     links = _links(_piece_links(flows, core_index, bwd_cap), pieces, arch)
     plan = Plan(graph, arch, cfg, groups, pieces, n_rounds, traffic, packets, links)
-    plan.sram = _sram_use(plan)
     plan.map_seconds = time.perf_counter() - t0
     return plan
 
@@ -398,37 +393,3 @@ def _best_layout(rp, rflows, candidates, work, arch: Arch, hops, seed: int, bwd_
             if best is None or cost < best[0]:
                 best = (cost, parts, slot_of)
     return best[1], best[2]
-
-
-def _sram_use(plan: Plan) -> dict[tuple[int, int], dict[str, int]]:
-    """Peak bytes per buffer role on each core; decides weight residency and BPTT spills (what
-    does not fit streams from / spills to DRAM). Membrane state lives for one round, so rounds
-    reuse it; weights, weight gradients and BPTT state are needed again after the last forward
-    round (backward, update), so they hold their space for the whole step, across rounds."""
-    arch, cfg = plan.arch, plan.config
-    T = cfg.timesteps
-    gmap = {g.name: g for g in plan.groups}
-    peak: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
-    for r in range(plan.rounds):
-        membrane = {c: 0 for c in arch.cores}
-        for p in sorted((p for p in plan.pieces if p.round == r), key=lambda p: (p.core, p.id)):
-            g, u, role = gmap[p.group], p.hi - p.lo, peak[p.core]
-            membrane[p.core] += membrane_bytes(g, u, arch)
-            w = weight_bytes(g, u, arch) * (2 if cfg.training else 1)  # FP and BP engine copies
-            if w and role.get("weights", 0) + w <= arch.capacity("weights"):
-                role["weights"] = role.get("weights", 0) + w
-                p.weights_resident = True
-            wg = weight_bytes(g, u, arch)
-            if cfg.training and wg and role.get("wgrad", 0) + wg <= arch.capacity("wgrad"):
-                role["wgrad"] = role.get("wgrad", 0) + wg
-                p.wgrad_resident = True
-            if cfg.training and g.neurons:
-                b = bptt_bytes(g, u, arch, T)
-                if role.get("bptt", 0) + b <= arch.capacity("bptt"):
-                    role["bptt"] = role.get("bptt", 0) + b
-                else:
-                    p.bptt_spilled = True
-        for c in arch.cores:
-            if membrane[c]:
-                peak[c]["membrane"] = max(peak[c].get("membrane", 0), membrane[c])
-    return peak

@@ -37,7 +37,8 @@ def inspect_model(model: Graph | str, timesteps: int = 4) -> dict:
 
 def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training: bool = False, timesteps: int = 4,
                    batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
-                   dt: float = 1e-4, reset: str = "subtract", progress: bool = False) -> dict:
+                   dt: float = 1e-4, reset: str = "subtract", dataflow: str = "search", objective: str = "energy",
+                   progress: bool = False) -> dict:
     """Compile `model` onto `arch`, and the sequential baseline beside it; write
     OUTDIR/placement.yaml, OUTDIR/program.sasm and OUTDIR/compile.json (all or nothing).
     Returns the compile.json figures."""
@@ -51,9 +52,10 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     from spikeforge.progress import steps
 
     graph = load_model(model, weights=False, dt=dt, reset=reset) if isinstance(model, str) else model
-    kw = dict(arch=arch, training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed)
+    kw = dict(arch=arch, training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed,
+              dataflow=dataflow, objective=objective)
     with steps(progress, 3) as step:
-        step("mapping (METIS + placement)")
+        step("mapping (METIS + placement) and dataflow search")
         compiled = compile_model(graph, strategy=strategy, **kw)
         step("mapping the sequential baseline")
         baseline = compile_model(graph, strategy="sequential", **kw) if strategy != "sequential" else compiled
@@ -118,7 +120,8 @@ def _from_compile_dir(path: str):
 def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", training: bool = False,
                     timesteps: int = 4, batch: int = 1, input_file: str | None = None, rate: float | None = None,
                     seed: int = 0, mode: str = "sparse", record_spikes: bool = False, dt: float = 1e-4,
-                    reset: str = "subtract", progress: bool = False) -> dict:
+                    reset: str = "subtract", dataflow: str = "search", objective: str = "energy",
+                    progress: bool = False) -> dict:
     """Compile (unless MODEL is a `compile` output directory) and simulate one step on real data;
     write OUTDIR/report.json (and spikes.npz with `record_spikes`). Returns the report."""
     import json
@@ -135,10 +138,11 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
         raise SpikeforgeError(f"--rate: must be in [0, 1], got {rate}")
     if os.path.isdir(model):
         graph, chip, program = _from_compile_dir(model)
-        timesteps, batch = int(program.meta["timesteps"]), int(program.meta["batch"])
+        timesteps, batch = program.header.timesteps, program.header.batch
     else:
         graph = load_model(model, seed=seed, dt=dt, reset=reset)
-        c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed)
+        c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed,
+                          dataflow=dataflow, objective=objective)
         chip, program = c.arch, c.program
     data = None
     if input_file is not None:

@@ -7,6 +7,7 @@ import json
 import sys
 
 from isa import SpikeforgeError
+from mapping.dataflow import DATAFLOWS, OBJECTIVES
 
 EXAMPLES = {
     "zoo": "example: spikeforge zoo list --json",
@@ -144,6 +145,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", action="store_true", help="a training step (FP + BP + WG + update) instead of inference")
     p.add_argument("--timesteps", "-T", type=int, default=4, help="time steps (default 4)")
     p.add_argument("--batch", "-B", type=int, default=1, help="samples per step (default 1)")
+    p.add_argument("--dataflow", choices=DATAFLOWS, default="search",
+                   help="loop order and memory residency: search (default: the best for --objective), "
+                        "naive (weights per sample and step), ws_time (time inside a weight tile), "
+                        "ws_batch (batch and time inside a weight tile); docs/dataflow.md")
+    p.add_argument("--objective", choices=OBJECTIVES, default="energy",
+                   help="what the dataflow search minimises (default energy)")
 
 
 def _version() -> str:
@@ -215,7 +222,8 @@ def _cmd_compile(args) -> None:
 
     stats = compile_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                            batch=args.batch, strategy=args.strategy, spike_rate=args.spike_rate, seed=args.seed,
-                           dt=args.dt, reset=args.reset, progress=not args.json)
+                           dt=args.dt, reset=args.reset, dataflow=args.dataflow, objective=args.objective,
+                           progress=not args.json)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -232,7 +240,8 @@ def _cmd_simulate(args) -> None:
         raise SpikeforgeError("give --input or --rate, not both")
     rep = simulate_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                           batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
-                          record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, progress=not args.json)
+                          record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, dataflow=args.dataflow,
+                          objective=args.objective, progress=not args.json)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

@@ -70,6 +70,11 @@ def print_compile(s: dict, out: str) -> None:
     kind = "training step" if s["training"] else "inference"
     c.print(f"[bold]{s['model']}[/bold] on [bold]{s['arch']}[/bold] ({kind}, T={s['timesteps']}, B={s['batch']}): "
             f"{s['pieces']} pieces in {s['rounds']} round(s), mapped in {s['map_seconds']:.2f} s")
+    d = s["dataflow"]
+    c.print(f"dataflow {d['name']} (loop order {d['order']}, best {d['objective']} of {len(d['runners_up']) + 1}): "
+            f"estimated {d['estimate']['energy_pj'] / 1e6:,.1f} µJ, {d['estimate']['latency_s'] * 1e3:,.3f} ms, "
+            f"DRAM {_bytes(d['estimate']['dram_bytes'])}; runners-up: "
+            + ", ".join(f"{r['name']} {r['energy_pj'] / 1e6:,.1f} µJ" for r in d["runners_up"]))
     t = Table(title="mapper vs sequential baseline")
     for col in ("", "mapper", "baseline", "ratio"):
         t.add_column(col, justify="right")
@@ -101,7 +106,7 @@ def print_report(rep: dict, out: str | None) -> None:
     con = _console()
     step = "training step" if c["training"] else "inference"
     con.print(f"{c['model']} on {c['arch']} ({step}, T={c['timesteps']}, B={c['batch']}, mode {c['mode']}, "
-              f"{c['arithmetic']} arithmetic)")
+              f"{c['arithmetic']} arithmetic, dataflow {c['dataflow']}: loop order {c['order']})")
     tab = Table(title="totals")
     tab.add_column("figure")
     tab.add_column("value", justify="right")
@@ -109,7 +114,10 @@ def print_report(rep: dict, out: str | None) -> None:
             ("cycles", f"{t['cycles']:,}"), ("synaptic ops (sparse)", _si(t["synaptic_ops"])),
             ("dense synaptic ops", _si(t["dense_synaptic_ops"])), ("DRAM bytes", _si(t["dram_bytes"]) + "B"),
             ("NoC bytes / hop-bytes", f"{_si(t['noc_bytes'])}B / {_si(t['noc_hop_bytes'])}B"),
-            ("TFLOPS/W on chip / total", f"{t['tflops_per_w_onchip']} / {t['tflops_per_w_total']}")]
+            ("TFLOPS/W on chip, dense / effective",
+             f"{t['dense_tflops_per_w_onchip']} / {t['effective_tflops_per_w_onchip']}"),
+            ("TFLOPS/W with DRAM, NoC, static", f"{t['dense_tflops_per_w_total']} / {t['effective_tflops_per_w_total']}"),
+            ("area", f"{t['area_mm2']:,.2f} mm²")]
     if t["gpu_baseline_dram_bytes"]:
         rows.append(("GPU baseline DRAM bytes", _si(t["gpu_baseline_dram_bytes"]) + "B"))
         rows.append(("DRAM reduction vs GPU", f"{100 * t['dram_reduction_vs_gpu']:.1f} %"))
@@ -120,6 +128,9 @@ def print_report(rep: dict, out: str | None) -> None:
     total = t["energy_pj"] or 1
     con.print("energy: " + ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in e.items()))
     con.print("DRAM: " + ", ".join(f"{k} {_si(v)}B" for k, v in t["dram_bytes_by_category"].items()))
+    cyc = t["cycles_by_bound"]
+    con.print(f"bottleneck: {t['bottleneck']} ({100 * cyc[t['bottleneck']] / max(t['cycles'], 1):.0f} % of cycles; "
+              + ", ".join(f"{k} {100 * v / max(t['cycles'], 1):.0f} %" for k, v in cyc.items()) + ")")
     spiking = [l for l in rep["layers"] if l["spike_rate"] is not None]
     if spiking:
         rate = sum(l["spike_rate"] for l in spiking) / len(spiking)

@@ -1,10 +1,15 @@
-"""One design point, in a worker: compile, functional simulation, cost walk, report totals.
+"""One design point, in a worker: mapping, dataflow search, functional simulation, activity,
+report totals.
 
-Each worker process keeps three caches, so a point usually costs one cost walk only:
-- the compiled program per `Point.compile_key` (model, seed, base arch, the overrides the mapper
-  reads, training, T, B): points that change only clock, energy, DRAM, NoC or engine figures share it;
+Each worker process keeps these caches, so a point usually costs a dataflow search (analytic,
+no simulation) and a re-pricing only:
+- the mapping (plan and schedule) per `Point.compile_key` (model, seed, base arch, the overrides
+  the mapper reads, training, T, B): points that change only clock, energy, DRAM, NoC or engine
+  figures share it; the dataflow search runs per point, since it prices with those figures;
 - the functional result (spikes, gradients, measured work) per (model, seed, T, B, training,
   input, arithmetic): every point of a sweep over the hardware shares it;
+- the measured activity per (program text, functional key, engine lanes and ports): points whose
+  search picks the same program only re-price it (`hwsim.cost.reprice`);
 - the model graph (with weights) per (model, seed), and the base architecture document.
 """
 
@@ -16,13 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from compiler.driver import compile_model
+from compiler.driver import choose_dataflow
 from compiler.frontends import load_model
-from hwsim.cost import run_costs
+from hwsim.cost import reprice, run_costs
 from hwsim.functional import RunResult
 from hwsim.simulate import functional_step, make_input, report_from
 from isa import Graph, SpikeforgeError
-from isa.program import Program
+from isa.sasm import disassemble
+from mapping.dataflow import check_tiles
+from mapping.plan import MapConfig, map_graph
+from mapping.schedule import build_schedule
 from spikeforge.sweep.spec import Point, base_doc, build_arch
 
 
@@ -37,11 +45,16 @@ def _base(arch: str) -> dict:
 
 
 @lru_cache(maxsize=32)
-def _program(model: str, seed: int, arch: str, shape: tuple, training: bool, timesteps: int, batch: int) -> Program:
-    """The program compiled for the base architecture with the mapper-relevant overrides `shape`."""
+def _mapping(model: str, seed: int, arch: str, shape: tuple, training: bool, timesteps: int, batch: int):
+    """Plan and schedule for the base architecture with the mapper-relevant overrides `shape`."""
     chip = build_arch(_base(arch), dict(shape))
-    return compile_model(_graph(model, seed), chip, training=training, timesteps=timesteps, batch=batch,
-                         seed=seed).program
+    plan = map_graph(_graph(model, seed), chip, MapConfig(training=training, timesteps=timesteps, batch=batch,
+                                                          seed=seed))
+    check_tiles(plan)
+    return plan, build_schedule(plan)
+
+
+_ACTIVITY: dict = {}
 
 
 @lru_cache(maxsize=8)
@@ -73,12 +86,20 @@ def evaluate(point: Point) -> dict[str, Any]:
     numeric totals flattened, or `{"status": "error", "error": message}`."""
     try:
         arch = build_arch(_base(point.arch), dict(point.overrides))
-        program = _program(*point.compile_key)
         graph = _graph(point.model, point.seed)
-        res = _functional(point.model, point.seed, point.timesteps, point.batch, point.training, point.rate,
-                          point.input, arch.arithmetic)
-        costs = run_costs(program, graph, arch, res.stats, point.mode)
-        report = report_from(graph, program, arch, res, costs, point.mode, point.seed)
+        plan, schedule = _mapping(*point.compile_key)
+        program = choose_dataflow(graph, arch, plan, schedule, point.dataflow, point.objective).program
+        fkey = (point.model, point.seed, point.timesteps, point.batch, point.training, point.rate, point.input,
+                arch.arithmetic)
+        res = _functional(*fkey)
+        key = (disassemble(program), fkey, point.mode, tuple(arch.engines.items()),
+               tuple((b.name, b.port_bits, b.kib) for b in arch.buffers + arch.global_buffers), arch.noc.link_bits,
+               arch.noc.hop_cycles)
+        act = _ACTIVITY.get(key)
+        if act is None:
+            _ACTIVITY.clear()  # one at a time: points arrive grouped by mapping
+            act = _ACTIVITY[key] = run_costs(program, graph, arch, res.stats, point.mode).activity
+        report = report_from(graph, program, arch, res, reprice(act, arch), point.mode, point.seed)
     except SpikeforgeError as e:
         return {"status": "error", "error": str(e)}
     except Exception as e:  # noqa: BLE001 -- one broken point (a bug, out of memory) must not end the sweep

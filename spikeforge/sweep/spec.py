@@ -18,17 +18,20 @@ import yaml
 
 from isa import SpikeforgeError
 from isa.arch import OPTIONAL_FIELDS, Arch, apply_overrides, arch_doc, arch_from_doc, presets
+from mapping.dataflow import DATAFLOWS, OBJECTIVES
 
-VERSION = "1"  # of the point configuration: a change invalidates stored results
+VERSION = "2"  # of the point configuration: a change invalidates stored results
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
-FIELDS = ("arch", "models", "training", "timesteps", "batch", "rate", "input", "seed", "mode", "params",
-          "samples", "sample_seed")
+FIELDS = ("arch", "models", "training", "timesteps", "batch", "rate", "input", "seed", "mode", "dataflow",
+          "objective", "params", "samples", "sample_seed")
 
-# Architecture fields the mapper and the code generator never read (compiler/driver.py,
-# mapping/plan.py, compiler/codegen.py read the mesh, the precision and the buffers' names,
-# sizes and roles): design points that differ only in these share one compiled program.
-COST_ONLY = ("clock_mhz", "arithmetic", "description", "core.static_mw", "core.engines", "noc", "dram", "energy_pj")
-COST_ONLY_BUFFER_FIELDS = ("port_bits", "pj_per_bit")
+# Architecture fields the mapper never reads (mapping/plan.py, mapping/dataflow.py and
+# compiler/codegen.py read the mesh, the precision and the buffers' names, sizes, levels and
+# roles): design points that differ only in these share one mapping. The dataflow search prices
+# its candidates with them, so it runs per point (cheap: no simulation).
+COST_ONLY = ("clock_mhz", "arithmetic", "description", "core.static_mw", "core.logic_mm2", "core.engines", "noc",
+             "dram", "energy_pj", "sram")
+COST_ONLY_BUFFER_FIELDS = ("port_bits", "pj_per_bit", "read_pj_per_bit", "write_pj_per_bit")
 
 
 def cost_only(path: str) -> bool:
@@ -90,6 +93,8 @@ class Point:
     input: str | None
     seed: int
     mode: str
+    dataflow: str = "search"
+    objective: str = "energy"
 
     @cached_property
     def hash(self) -> str:
@@ -99,7 +104,7 @@ class Point:
 
     @property
     def compile_key(self) -> tuple:
-        """What the compiled program depends on: points with the same key share one compile."""
+        """What the mapping depends on: points with the same key share one mapping."""
         shape = tuple((p, v) for p, v in self.overrides if not cost_only(p))
         return self.model, self.seed, self.arch, shape, self.training, self.timesteps, self.batch
 
@@ -107,7 +112,7 @@ class Point:
         """The point's settings and parameters, as result-table columns."""
         return {"model": self.model, "arch": self.arch, "training": self.training, "timesteps": self.timesteps,
                 "batch": self.batch, "rate": self.rate, "input": self.input, "seed": self.seed, "mode": self.mode,
-                **dict(self.overrides)}
+                "dataflow": self.dataflow, "objective": self.objective, **dict(self.overrides)}
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ class Spec:
     input: str | None = None
     seed: int = 0
     mode: str = "sparse"
+    dataflow: str = "search"
+    objective: str = "energy"
     samples: int = 0
     sample_seed: int = 0
     files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of every file the sweep reads
@@ -142,7 +149,7 @@ class Spec:
                     chosen = dict(zip((p.path for p in grid), values)) | dict(sample)
                     overrides = tuple((p.path, chosen[p.path]) for p in self.params)
                     pt = Point(model, self.arch, overrides, self.training, self.timesteps, self.batch, self.rate,
-                               self.input, self.seed, self.mode)
+                               self.input, self.seed, self.mode, self.dataflow, self.objective)
                     points.setdefault(pt.hash, pt)
         return list(points.values())
 
@@ -150,7 +157,7 @@ class Spec:
         """What all points share: a sweep directory holds the points of one set of settings."""
         return {"arch": self.arch, "training": self.training, "timesteps": self.timesteps, "batch": self.batch,
                 "rate": self.rate, "input": self.input, "seed": self.seed, "mode": self.mode,
-                "params": [p.path for p in self.params]}
+                "dataflow": self.dataflow, "objective": self.objective, "params": [p.path for p in self.params]}
 
 
 # ---- loading and validation ------------------------------------------------------------------
@@ -197,12 +204,16 @@ def load_spec(path: str) -> Spec:
     base = base_doc(arch)
     kw = dict(training=doc.get("training", False), timesteps=ck.int_(doc, "timesteps", 4, 1),
               batch=ck.int_(doc, "batch", 1, 1), seed=ck.int_(doc, "seed", 0, 0), mode=doc.get("mode", "sparse"),
+              dataflow=doc.get("dataflow", "search"), objective=doc.get("objective", "energy"),
               samples=ck.int_(doc, "samples", 0, 1) if "samples" in doc else 0,
               sample_seed=ck.int_(doc, "sample_seed", 0, 0))
     if not isinstance(kw["training"], bool):
         raise ck.fail("training", f"must be true or false, got {kw['training']!r}")
     if kw["mode"] not in ("sparse", "dense"):
         raise ck.fail("mode", f"must be sparse or dense, got {kw['mode']!r}")
+    for key, allowed in (("dataflow", DATAFLOWS), ("objective", OBJECTIVES)):
+        if kw[key] not in allowed:
+            raise ck.fail(key, f"must be one of {', '.join(allowed)}, got {kw[key]!r}")
     rate, input_file, data = _input(doc, folder, files, ck)
     models = _models(doc, folder, files, ck, kw, data)
     params = _params(doc.get("params"), base, ck)

@@ -55,7 +55,8 @@ def test_spill_variant_costs_more_and_inference_is_fp_only():
 def test_op_counts_equal_the_dense_cost_walk():
     from spikeforge.api import simulate_to_dir
 
-    rep = simulate_to_dir("mlp", arch="neuromc", training=True, timesteps=2, batch=2, mode="dense")
+    # the model reloads weights per (sample, step) fragment, as the naive dataflow does
+    rep = simulate_to_dir("mlp", arch="neuromc", training=True, timesteps=2, batch=2, mode="dense", dataflow="naive")
     r = neuromc_costs(load_model("mlp", weights=False), NEUROMC, 2, 2)
     assert rep["totals"]["synaptic_ops_by_engine"] == {e: sum(c.syn_ops[e] for c in r.layers) for e in ("fp", "bp", "wg")}
     assert rep["neuromc"]["totals"]["flops"] == r.flops  # dense reports carry the model's figures

@@ -12,12 +12,31 @@ def test_presets_load_with_the_published_figures():
     a = load_arch("default")
     assert (a.n_cores, a.rows * a.cols, a.precision) == (20, 20, "fp16")
     assert a.buffer("fp_membrane").kib == 128 and a.buffer("fp_weights").kib == 2.25
-    assert a.buffer("optimizer").kib == 6144 and a.buffer("optimizer").pj_per_bit == 1.8
+    assert a.buffer("gb").kib == 6144 and a.buffer("gb").read_pj_per_bit == a.buffer("gb").write_pj_per_bit == 1.8
+    assert a.buffer("fp_weights").level == "tile" and a.buffer("fp_membrane").level == "core"
+    assert a.buffer("gb").level == "global" and "weights" in a.buffer("gb").roles
+    assert a.capacity("weights") == 2 * 2304 and a.global_capacity("weights") == 6 * 2 ** 20
     assert a.dram.pj_per_bit == 20.3 and a.energy.ac == 0.582 and a.energy.mac == 1.36
     assert a.engines["fp"].lanes == 256
     assert load_arch("large64").n_cores == 64 and load_arch("edge4").n_cores == 4
-    n = load_arch("neuromc")  # one engine set, otherwise the default's figures
-    assert n.n_cores == 1 and (n.buffers, n.energy, n.dram) == (a.buffers, a.energy, a.dram)
+    n = load_arch("neuromc")  # one engine set, otherwise the default's figures, its SRAM energies as published
+    assert n.n_cores == 1 and (n.energy, n.dram) == (a.energy, a.dram)
+    assert sorted((b.name, b.kib, b.level) for b in n.buffers) == sorted((b.name, b.kib, b.level) for b in a.buffers)
+    assert n.buffer("fp_weights").read_pj_per_bit == 0.33 and n.buffer("fp_membrane").read_pj_per_bit == 0.45
+
+
+def test_sram_energy_and_area_grow_with_capacity():
+    a = load_arch("default")
+    # the fit passes through the [NEUROMC] anchors: 128 KiB -> 0.45, 6 MiB -> 1.8 pJ/bit
+    assert a.sram.read_pj_per_bit(128) == pytest.approx(0.45, abs=0.002)
+    assert a.sram.read_pj_per_bit(6144) == pytest.approx(1.8, abs=0.002)
+    assert a.buffer("fp_membrane").read_pj_per_bit == pytest.approx(0.45, abs=0.002)
+    big = load_arch("default", {"core.buffers.fp_weights.kib": 64})
+    assert big.buffer("fp_weights").read_pj_per_bit > a.buffer("fp_weights").read_pj_per_bit
+    # 0.25 mm^2 per Mbit plus 0.005 per macro: 61.9 KiB more on each of 20 cores
+    assert big.area_mm2 - a.area_mm2 == pytest.approx(20 * 0.25 * (64 - 2.25) * 8 / 1024, rel=1e-6)
+    srams = 20 * sum(b.kib for b in a.buffers) + 6144
+    assert a.area_mm2 == pytest.approx(0.25 * srams * 8 / 1024 + 0.005 * (20 * 17 + 1) + 20 * 1.2, rel=1e-6)
 
 
 @pytest.mark.parametrize("preset", ["default", "neuromc"])
@@ -64,7 +83,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(SpikeforgeError, match=r"a.yaml: line \d+: invalid YAML"):
         load_arch(str(f))
     doc = yaml.safe_load(preset_text("edge4"))
-    doc["core"]["buffers"] = {"x": {"kib": 1, "port_bits": 8, "pj_per_bit": 0.1, "role": "other"}}
+    doc["core"]["buffers"] = {"x": {"kib": 1, "port_bits": 8, "role": "other"}}
     f.write_text(yaml.safe_dump(doc))
     with pytest.raises(SpikeforgeError, match="core.buffers: needs at least one buffer with role 'weights'"):
         load_arch(str(f))

@@ -42,9 +42,10 @@ def test_every_unit_of_every_group_is_placed_exactly_once_on_a_real_core(compile
 
 def test_no_core_buffer_is_over_capacity(compiled):
     plan, arch = compiled.plan, compiled.arch
-    for core, use in plan.sram.items():
+    for core, use in compiled.dataflow.sram.items():
         for role, used in use.items():
             assert 0 <= used <= arch.capacity(role), (core, role)
+    assert all(0 <= used <= arch.global_capacity("weights") for used in compiled.dataflow.global_used.values())
     # membrane use recomputed from the pieces, round by round
     for r in range(plan.rounds):
         for core in arch.cores:
@@ -152,9 +153,9 @@ def test_vgg16_needs_rounds_and_streams_its_weights():
     assert c.plan.rounds > 1
     dram, _ = program_traffic(c)
     params = c.graph.param_count()
-    # every weight is read from DRAM at least once per step for FP (FP16)
-    assert dram["weights"] >= 2 * params * 2
-    assert dram["bptt_state"] > 0 and dram["gradients"] > 0 and dram["optimizer"] > 0
+    # every weight enters the chip at least once per step and leaves it once, updated (FP16)
+    assert dram["weights"] >= params * 2 and dram["optimizer"] >= params * 2
+    assert dram["bptt_state"] > 0 and dram["gradients"] > 0
 
 
 def test_mapper_beats_the_sequential_baseline_on_hop_traffic():

@@ -39,7 +39,7 @@ def test_compile_writes_placement_program_and_figures(capsys, tmp_path):
     p = place["pieces"][0]
     assert {"layer", "units", "core", "round", "weights", "work"} <= set(p)
     prog = assemble((out / "program.sasm").read_text())
-    assert prog.meta["timesteps"] == 2 and len(prog.cores) == 20
+    assert prog.header.timesteps == 2 and len(prog.cores) == 20
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".spikeforge-")]
 
 

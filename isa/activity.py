@@ -1,0 +1,369 @@
+"""Counting apart from pricing (Accelergy's split). `count` walks a program once and yields its
+`Activity`: operations per engine and energy class (performed and dense), SRAM read and write
+bits per buffer, DRAM bytes per category and direction, NoC bits and bit-hops, and per stage the
+cycles of the engines, the DRAM and the NoC. `price(activity, arch)` turns counts into energy
+terms and `time(activity, arch)` into cycles by what bounds them; neither walks again, so a report
+can be re-priced under another energy table, clock or DRAM.
+
+The walk is array arithmetic: each instruction is evaluated once for all iterations of its loops
+(a vector over the (sample, step) instances), with the work the caller measured or, without
+measurements, the dense work of the graph (what the compiler's dataflow search prices).
+The rules are in docs/simulation.md."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from isa.arch import Arch, xy_route
+from isa.ir import Graph
+from isa.ops import SPIKE
+from isa.program import CATEGORIES, Instr, Loop, Program
+
+ENGINES = ("fp", "bp", "wg")
+OP_CLASSES = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd")
+TERMS = ("compute", "sram", "noc", "dram", "static")
+BOUNDS = ("compute", "dram", "noc", "barrier")
+GB_PORT = (0, 0)  # the router the global buffers hang off (see the preset)
+
+# measured work: (layer, stats key, element range [lo, hi), sample index vector, step index vector) -> ops
+Work = Callable[[str, str, int, int, np.ndarray, np.ndarray], np.ndarray]
+# measured spike traffic: (layer, step index vector) -> spikes sent / spikes the plan assumed
+SpikeScale = Callable[[str, np.ndarray], np.ndarray]
+
+
+def _zeros(keys) -> dict:
+    return dict.fromkeys(keys, 0.0)
+
+
+@dataclass
+class Counts:
+    """What one layer (or the chip, or one core) did: counts only, no energies."""
+
+    ops: dict[str, float] = field(default_factory=lambda: _zeros(OP_CLASSES))
+    syn: dict[str, float] = field(default_factory=lambda: _zeros(ENGINES))  # synaptic ops performed
+    dense_syn: dict[str, float] = field(default_factory=lambda: _zeros(ENGINES))
+    sram_read_bits: dict[str, float] = field(default_factory=dict)
+    sram_write_bits: dict[str, float] = field(default_factory=dict)
+    dram_read: dict[str, float] = field(default_factory=lambda: _zeros(CATEGORIES))  # bytes
+    dram_write: dict[str, float] = field(default_factory=lambda: _zeros(CATEGORIES))
+    noc_bits: float = 0.0
+    noc_bit_hops: float = 0.0
+    engine_cycles: float = 0.0  # busy cycles of its engine instructions, summed over engines
+
+    @property
+    def dram_bytes(self) -> float:
+        return sum(self.dram_read.values()) + sum(self.dram_write.values())
+
+    def dram_by_category(self) -> dict[str, float]:
+        return {c: self.dram_read[c] + self.dram_write[c] for c in CATEGORIES}
+
+
+@dataclass
+class Stage:
+    """One stage (the instructions between two barriers or loop boundaries) over its `instances`
+    (sample, step) iterations: per instance, the busiest engine's cycles, the DRAM bytes, the
+    global-buffer bytes and the NoC cycles (busiest link or longest message)."""
+
+    instances: int
+    compute: np.ndarray
+    dram_bytes: np.ndarray
+    gb_bytes: np.ndarray
+    noc: np.ndarray
+    barrier: bool
+
+
+@dataclass
+class Activity:
+    total: Counts
+    layers: dict[str, Counts]
+    cores: dict[tuple[int, int], Counts]
+    busy: dict[tuple[int, int], dict[str, float]]  # engine busy cycles per core
+    peak: dict[tuple[int, int], dict[str, int]]  # bytes of each buffer one instruction touches, at most its size
+    stages: list[Stage]
+    link_flits: dict[tuple, float]  # per mesh link, whole run
+
+
+@dataclass
+class Timing:
+    cycles: int
+    by_bound: dict[str, int]
+    seconds: float
+
+    @property
+    def bottleneck(self) -> str:
+        return max(BOUNDS, key=lambda b: self.by_bound[b])
+
+
+# ---- the walk --------------------------------------------------------------------------------
+
+class _Seg:
+    """A stage being counted: per instance vectors, summed over the cores."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.eng: dict[tuple, np.ndarray] = {}
+        self.dram = np.zeros(n)
+        self.gb = np.zeros(n)
+        self.links: dict[tuple, np.ndarray] = {}
+        self.msg = np.zeros(n)
+        self.barrier = False
+
+
+def _instances(loops: tuple[Loop, ...], B: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample and step index of every iteration of the loop nest (flattened, outermost first)."""
+    if not loops:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+    grids = np.meshgrid(*[np.arange(l.count) for l in loops], indexing="ij")
+    b = np.zeros(grids[0].size, np.int64)
+    t = np.zeros(grids[0].size, np.int64)
+    for l, g in zip(loops, grids):
+        idx = np.minimum(g.ravel(), (B if l.var == "batch" else T) - 1)
+        if l.var == "batch":
+            b = idx
+        else:
+            t = idx
+    return b, t
+
+
+class _Static:
+    """What of an engine instruction's cost does not depend on the measured work."""
+
+    def __init__(self, graph: Graph, arch: Arch, training: bool):
+        self.layers = {op.name: op for op in graph}
+        self.work = {li.name: li for li in graph.layers()}
+        self.arch, self.training = arch, training
+        self.vb = arch.value_bytes * 8
+        self.cache: dict[int, tuple] = {}
+
+    def __call__(self, ins: Instr) -> tuple:
+        got = self.cache.get(id(ins))
+        if got is None:
+            got = self.cache[id(ins)] = self._static(ins)
+        return got
+
+    def _static(self, ins: Instr) -> tuple:
+        """(engine, stats key or None, op class, dense ops, read bits and write bits per buffer, port cycles)."""
+        layer, lo, hi = ins.args
+        op, li = self.layers[layer], self.work[layer]
+        share = (hi - lo) / max(op.type.size, 1)
+        n, vb, a = hi - lo, self.vb, self.arch
+        eng, kind = ins.op.split(".")
+        spike_in = bool(op.inputs) and self.layers[op.inputs[0]].type.kind == SPIKE
+        in_bits = (self.layers[op.inputs[0]].type.size if op.inputs else 0) * (1 if spike_in else vb)
+        wbits = li.params * share * vb
+        key = None
+        if kind in ("integrate", "propagate", "accumulate"):
+            key = {"integrate": "fp_ops", "propagate": "bp_ops", "accumulate": "wg_ops"}[kind]
+            dense = li.work.syn_ops * share
+            cls = "mac" if kind == "propagate" or not spike_in else "ac"
+            if kind == "accumulate":
+                rd, wr = {"wgrad": wbits, "input": in_bits, "grad_in": n * vb}, {"wgrad": wbits}
+            else:
+                rd, wr = {"weights": wbits, "input": in_bits, "psum": n * vb}, {"psum": n * vb}
+        elif kind == "fire":
+            cls, dense = "neuron_fwd", n
+            rd, wr = {"psum": n * vb, "membrane": n * vb}, {"membrane": n * vb, "spikes": n}
+            if self.training:
+                wr["bptt"] = n * (vb + 2)
+        elif kind == "neuron":
+            cls, dense = "neuron_bwd", n
+            rd, wr = {"bptt": n * (vb + 2), "grad_out": n * vb}, {"grad_out": n * vb}
+        elif kind == "update":
+            cls, dense = "sgd", li.params * share
+            rd, wr = {"weights": wbits, "wgrad": wbits}, {"weights": wbits}
+        else:  # fp.elem / bp.elem
+            cls, dense = "elem", n * (li.work.elem_ops / max(op.type.size, 1) or 1)
+            rd, wr = {"psum": n * vb}, {"psum": n * vb}
+        reads, writes, port = {}, {}, 0
+        for role in set(rd) | set(wr):
+            buf = a.buffer_for(role, eng)
+            r, w = rd.get(role, 0), wr.get(role, 0)
+            reads[buf.name] = reads.get(buf.name, 0) + r
+            writes[buf.name] = writes.get(buf.name, 0) + w
+            port = max(port, math.ceil((r + w) / buf.port_bits))
+        return eng, key, cls, dense, reads, writes, port
+
+
+def _add(d: dict, k, v) -> None:
+    d[k] = d.get(k, 0.0) + v
+
+
+def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
+          spike_scale: SpikeScale | None = None) -> Activity:
+    """The activity of one run of `program`: with `work` (measured synaptic ops) and
+    `spike_scale` (measured spike traffic), or dense work and planned traffic without them."""
+    h = program.header
+    B, T = h.batch, h.timesteps
+    static = _Static(graph, arch, h.training)
+    total, layers = Counts(), {}
+    cores = {c: Counts() for c in program.cores}
+    busy = {c: _zeros(ENGINES) for c in program.cores}
+    peak: dict = {c: {} for c in program.cores}
+    segs: list[_Seg | None] = []
+    link_flits: dict = {}
+    routes: dict = {}
+    globals_ = {b.name: b for b in arch.global_buffers}
+    buffers = {b.name: b for b in arch.buffers + arch.global_buffers}
+    lanes = {e: arch.engines[e].lanes for e in ENGINES}
+
+    def layer_counts(name: str) -> Counts:
+        c = layers.get(name)
+        if c is None:
+            c = layers[name] = Counts()
+        return c
+
+    def route(a, b):
+        r = routes.get((a, b))
+        if r is None:
+            r = routes[(a, b)] = xy_route(a, b)
+        return r
+
+    def noc(seg: _Seg, core, a, b, nbytes, lay: Counts, cc: Counts):
+        hops = abs(a[0] - b[0]) + abs(a[1] - b[1])
+        flits = np.ceil(nbytes * 8 / arch.noc.link_bits)
+        n = seg.n
+        for link in route(a, b):
+            _add(seg.links, link, flits * np.ones(n) if np.ndim(flits) == 0 else flits)
+            _add(link_flits, link, float(np.sum(flits) * (n if np.ndim(flits) == 0 else 1)))
+        seg.msg = np.maximum(seg.msg, hops * arch.noc.hop_cycles + flits)
+        bits = float(np.sum(nbytes) * (n if np.ndim(nbytes) == 0 else 1)) * 8
+        for c in (total, lay, cc):
+            c.noc_bits += bits
+            c.noc_bit_hops += bits * hops
+
+    for core, body in program.cores.items():
+        cc = cores[core]
+        k = 0
+
+        def seg_for(n: int) -> _Seg:
+            segs.extend([None] * (k + 1 - len(segs)))
+            if segs[k] is None:
+                segs[k] = _Seg(n)
+            if segs[k].n != n:
+                raise ValueError("cores do not share one loop and barrier structure")
+            return segs[k]
+
+        def walk(items, loops):
+            nonlocal k
+            b_idx, t_idx = _instances(loops, B, T)
+            n = len(b_idx)
+            for item in items:
+                if isinstance(item, Loop):
+                    k += 1
+                    walk(item.body, loops + (item,))
+                    k += 1
+                    continue
+                seg = seg_for(n)
+                unit = item.unit
+                if unit == "barrier":
+                    seg.barrier = True
+                    k += 1
+                    continue
+                if unit in ENGINES:
+                    layer = item.args[0]
+                    eng, key, cls, dense, reads, writes, port = static(item)
+                    lay = layer_counts(layer)
+                    ops = work(layer, key, item.args[1], item.args[2], b_idx, t_idx) if key and work else None
+                    if ops is None:
+                        ops, performed = dense, dense * n
+                    else:
+                        performed = float(ops.sum())
+                    cyc = np.maximum(np.ceil(np.asarray(ops, float) / lanes[eng]), port)
+                    cyc_total = float(np.sum(cyc) * (n if np.ndim(cyc) == 0 else 1))
+                    _add(seg.eng, (core, eng), cyc)
+                    busy[core][eng] += cyc_total
+                    for c in (total, lay, cc):
+                        c.ops[cls] += performed
+                        c.engine_cycles += cyc_total
+                        if key:
+                            c.syn[eng] += performed
+                            c.dense_syn[eng] += dense * n
+                        for name, bits in reads.items():
+                            _add(c.sram_read_bits, name, bits * n)
+                        for name, bits in writes.items():
+                            _add(c.sram_write_bits, name, bits * n)
+                    for name in reads:
+                        touched = min(buffers[name].bytes, math.ceil((reads[name] + writes[name]) / 8))
+                        peak[core][name] = max(peak[core].get(name, 0), touched)
+                elif unit == "dma":
+                    buf, nbytes, cat, layer, level = item.args
+                    lay = layer_counts(layer)
+                    load = item.op == "dma.load"
+                    known = buffers.get(buf)
+                    for c in (total, lay, cc):
+                        if known:
+                            _add(c.sram_write_bits if load else c.sram_read_bits, buf, nbytes * 8 * n)
+                        if level in globals_:
+                            _add(c.sram_read_bits if load else c.sram_write_bits, level, nbytes * 8 * n)
+                        else:
+                            (c.dram_read if load else c.dram_write)[cat] += nbytes * n
+                    if known:
+                        peak[core][buf] = max(peak[core].get(buf, 0), min(nbytes, known.bytes))
+                    if level in globals_:
+                        seg.gb += nbytes
+                        noc(seg, core, core, GB_PORT, nbytes, lay, cc)
+                    else:
+                        seg.dram += nbytes
+                elif item.op == "noc.send":
+                    kind, dst, nbytes, layer = item.args
+                    if kind == "spike" and spike_scale is not None:
+                        nbytes = nbytes * spike_scale(layer, t_idx)
+                    noc(seg, core, core, dst, nbytes, layer_counts(layer), cc)
+
+        walk(body, ())
+    stages = [_stage(s) for s in segs if s is not None]
+    return Activity(total, layers, cores, busy, peak, stages, link_flits)
+
+
+def _most(values, n: int) -> np.ndarray:
+    """Per instance, the largest of `values` (scalars or length-n vectors)."""
+    return np.max(np.stack([np.broadcast_to(v, (n,)) for v in values]), axis=0) if values else np.zeros(n)
+
+
+def _stage(s: _Seg) -> Stage:
+    return Stage(s.n, _most(list(s.eng.values()), s.n), s.dram, s.gb,
+                 np.maximum(_most(list(s.links.values()), s.n), s.msg), s.barrier)
+
+
+# ---- pricing and timing ----------------------------------------------------------------------
+
+def time(activity: Activity, arch: Arch) -> Timing:
+    """Cycles of a run: per stage instance the slowest of compute, DRAM (bandwidth + latency) and
+    NoC (busiest link, longest message, the global buffers' ports), plus a barrier per stage."""
+    bytes_per_cycle = arch.dram.gb_per_s * 1e9 / (arch.clock_mhz * 1e6)
+    latency = math.ceil(arch.dram.latency_ns * arch.clock_mhz / 1e3)
+    barrier = (arch.rows + arch.cols) * arch.noc.hop_cycles
+    gb_port = sum(b.port_bits for b in arch.global_buffers) / 8 or 1.0
+    by = dict.fromkeys(BOUNDS, 0)
+    for s in activity.stages:
+        dram = np.ceil(s.dram_bytes / bytes_per_cycle) + np.where(s.dram_bytes > 0, latency, 0)
+        noc = np.maximum(s.noc, np.ceil(s.gb_bytes / gb_port))
+        stacked = np.stack([s.compute, dram, noc])
+        which = np.argmax(stacked, axis=0)
+        top = stacked.max(axis=0)
+        for i, name in enumerate(("compute", "dram", "noc")):
+            by[name] += int(top[which == i].sum())
+        if s.barrier:
+            by["barrier"] += barrier * s.instances
+    cycles = sum(by.values())
+    return Timing(cycles, by, cycles / (arch.clock_mhz * 1e6))
+
+
+def price(counts: Counts, arch: Arch, seconds: float = 0.0, cores: int | None = None) -> dict[str, float]:
+    """Energy terms (pJ) of `counts` under `arch`'s tables; static power of `cores` cores
+    (default: all) over `seconds`."""
+    e = arch.energy
+    buffers = {b.name: b for b in arch.buffers + arch.global_buffers}
+    sram = sum(bits * buffers[n].read_pj_per_bit for n, bits in counts.sram_read_bits.items())
+    sram += sum(bits * buffers[n].write_pj_per_bit for n, bits in counts.sram_write_bits.items())
+    return {
+        "compute": sum(counts.ops[k] * getattr(e, k) for k in OP_CLASSES),
+        "sram": sram,
+        "noc": counts.noc_bit_hops * arch.noc.hop_pj_per_bit,
+        "dram": counts.dram_bytes * 8 * arch.dram.pj_per_bit,
+        "static": arch.static_mw * 1e-3 * seconds * 1e12 * (arch.n_cores if cores is None else cores),
+    }

@@ -1,0 +1,186 @@
+"""The dataflow of a mapped model: the loop order of the step, and where every tensor lives.
+
+A loop order says which (sample, step) iterations run inside a weight tile once it is fetched
+into an engine's tile buffer (docs/dataflow.md):
+- `step`: samples, then steps, then every layer: a tile serves one (sample, step); the layers of
+  a step pass their spikes core to core over the NoC;
+- `sample`: per sample, layer by layer, each layer's T steps inside its tiles (time inside the
+  tile): a tile serves T iterations; a layer's input over the T steps waits in a buffer;
+- `batch`: layer by layer, each layer's B x T iterations inside its tiles: a tile is fetched
+  once per pass; a layer's input over the whole batch waits in a buffer, and BPTT state of
+  every sample lives until the backward pass.
+For an order, `assign` decides the homes: weights and weight gradients that fit the engines'
+tile buffers stay there for the whole step; BPTT state fills the cores' BPTT banks; what is left
+competes for the chip's global buffers by DRAM bytes saved per byte held (greedy), and the rest
+lives in DRAM. The compiler prices each order's program and keeps the best (compiler/driver.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from isa import SpikeforgeError
+from isa.arch import Arch
+from isa.program import ORDERS
+from mapping.groups import Group
+from mapping.plan import Plan, bptt_bytes, weight_bytes
+
+# named dataflows: name -> (loop order, whether the global buffers are used)
+FIXED = {"naive": ("step", False), "ws_time": ("sample", True), "ws_batch": ("batch", True)}
+DATAFLOWS = ("search",) + tuple(FIXED)
+OBJECTIVES = ("energy", "latency", "edp")
+DRAM = "dram"
+CORE = "core"
+
+
+@dataclass
+class Flow:
+    """Where a group's tensors live: `dram`, `core` (its cores' banks), `tile` (the engines' tile
+    buffers, for the whole step) or a global buffer's name."""
+
+    group: str
+    weights: str = DRAM
+    wgrad: str = DRAM
+    bptt: str = DRAM  # of the pieces whose state does not fit their core's BPTT banks
+    inputs: str = CORE  # sample/batch orders: where the group's input window waits
+    errors: str = CORE  # sample/batch orders, training: where the errors it sends back wait
+    tiles: int = 1  # weight tiles of its largest piece in one engine tile buffer
+
+
+@dataclass
+class Dataflow:
+    name: str
+    order: str
+    flows: dict[str, Flow]
+    resident_weights: set[int] = field(default_factory=set)  # piece ids whose weights stay in tile buffers
+    resident_wgrad: set[int] = field(default_factory=set)
+    spilled_bptt: set[int] = field(default_factory=set)  # piece ids whose BPTT state leaves the core
+    sram: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)  # peak bytes per role per core
+    global_used: dict[str, int] = field(default_factory=dict)  # bytes per global buffer
+
+    def window(self, T: int, B: int) -> int:
+        """(sample, step) iterations one fetched weight tile serves."""
+        return {"step": 1, "sample": T, "batch": T * B}[self.order]
+
+
+def check_tiles(plan: Plan) -> None:
+    """Refuse a chip whose weight tile buffer cannot hold the smallest legal tile (one output
+    unit's weights for one input channel) of some layer."""
+    arch = plan.arch
+    for eng in ("fp", "bp") if plan.config.training else ("fp",):
+        buf = arch.buffer_for("weights", eng)
+        for g in plan.groups:
+            if not g.weights:
+                continue
+            k = g.root.params.get("kernel", 1)
+            smallest = (k if isinstance(k, int) else math.prod(k)) * arch.value_bytes
+            if buf.bytes < smallest:
+                raise SpikeforgeError(f"layer '{g.name}': the smallest weight tile ({smallest} B, one kernel "
+                                      f"slice) does not fit buffer '{buf.name}' ({buf.bytes} B)")
+
+
+def _step_bytes(g: Group, arch: Arch, spike: bool, elements: float) -> int:
+    return math.ceil(elements / 8) if spike else math.ceil(elements) * arch.value_bytes
+
+
+def assign(plan: Plan, name: str, order: str, use_global: bool = True) -> Dataflow:
+    """The homes of every tensor for loop `order`, under the chip's capacities."""
+    if order not in ORDERS:
+        raise SpikeforgeError(f"loop order: must be one of {', '.join(ORDERS)}, got {order!r}")
+    arch, cfg = plan.arch, plan.config
+    T, B, training = cfg.timesteps, cfg.batch, cfg.training
+    df = Dataflow(name, order, {g.name: Flow(g.name) for g in plan.groups})
+    window = df.window(T, B)
+    gmap = {g.name: g for g in plan.groups}
+    live_samples = B if order == "batch" else 1  # samples whose BPTT state is alive at once
+    peak: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
+    wtile = arch.capacity("weights", "tile")
+    gtile = arch.capacity("wgrad", "tile")
+    spilled_bptt: dict[str, int] = {}  # group -> live bytes that leave the cores
+    for r in range(plan.rounds):
+        membrane = {c: 0 for c in arch.cores}
+        for p in sorted((p for p in plan.pieces if p.round == r), key=lambda p: (p.core, p.id)):
+            g, u, role = gmap[p.group], p.hi - p.lo, peak[p.core]
+            membrane[p.core] += math.ceil(g.states * u / g.units) * arch.value_bytes
+            w = weight_bytes(g, u, arch) * (2 if training else 1)  # FP and BP engine copies
+            if w and role.get("weights", 0) + w <= wtile:
+                role["weights"] = role.get("weights", 0) + w
+                df.resident_weights.add(p.id)
+            wg = weight_bytes(g, u, arch)
+            if training and wg and role.get("wgrad", 0) + wg <= gtile:
+                role["wgrad"] = role.get("wgrad", 0) + wg
+                df.resident_wgrad.add(p.id)
+            if training and g.neurons:
+                b = bptt_bytes(g, u, arch, T) * live_samples
+                if role.get("bptt", 0) + b <= arch.capacity("bptt"):
+                    role["bptt"] = role.get("bptt", 0) + b
+                else:
+                    df.spilled_bptt.add(p.id)
+                    spilled_bptt[g.name] = spilled_bptt.get(g.name, 0) + b
+        for c in arch.cores:
+            if membrane[c]:
+                peak[c]["membrane"] = max(peak[c].get("membrane", 0), membrane[c])
+    df.sram = peak
+    for g in plan.groups:
+        if g.weights:
+            piece = max((p.hi - p.lo for p in plan.pieces_of(g.name)), default=g.units)
+            df.flows[g.name].tiles = max(1, math.ceil(weight_bytes(g, piece, arch) / arch.buffer_for("weights", "fp").bytes))
+    _window_homes(plan, df, window)
+    if use_global and arch.global_buffers:
+        _allocate_global(plan, df, window, spilled_bptt)
+    return df
+
+
+def _window_homes(plan: Plan, df: Dataflow, window: int) -> None:
+    """In sample and batch orders a group's input (and, in training, the errors it returns) waits
+    for a whole window: in its cores' banks when the window fits them, else in DRAM for now."""
+    if df.order == "step":
+        return
+    arch = plan.arch
+    spikes_cap, grad_cap = arch.capacity("spikes", "core"), arch.capacity("grad_out", "core")
+    for g in plan.groups:
+        f = df.flows[g.name]
+        need = sum(_step_bytes(g, arch, e.spike, e.elements) for e in g.in_edges) * window
+        f.inputs = CORE if need <= spikes_cap else DRAM
+        if plan.config.training:
+            errs = sum(math.ceil(e.elements) * arch.value_bytes for e in g.in_edges if e.src in df.flows) * window
+            f.errors = CORE if errs <= grad_cap else DRAM
+
+
+def _allocate_global(plan: Plan, df: Dataflow, window: int, spilled_bptt: dict[str, int]) -> None:
+    """Give the global buffers to the tensors that save the most DRAM bytes per byte they hold."""
+    arch, cfg = plan.arch, plan.config
+    T, B, training = cfg.timesteps, cfg.batch, cfg.training
+    fetches = T * B // window  # tile fetches per pass
+    resident = {p.group for p in plan.pieces if p.id in df.resident_weights}
+    items = []  # (saved DRAM bytes, bytes held, tensor kind, group)
+    for g in plan.groups:
+        f = df.flows[g.name]
+        w = weight_bytes(g, g.units, arch)
+        if w and g.name not in resident:
+            passes = 2 if training else 1
+            saved = fetches * passes * w + (2 * w if training else 0) - (2 * w if training else w)
+            items.append((saved, w, "weights", g.name))
+        if training and w and not any(p.id in df.resident_wgrad for p in plan.pieces_of(g.name)):
+            items.append((2 * fetches * w, w, "wgrad", g.name))
+        if spilled_bptt.get(g.name):
+            held = spilled_bptt[g.name]
+            items.append((2 * held * (B if df.order != "batch" else 1), held, "bptt", g.name))
+        if f.inputs == DRAM:
+            held = sum(_step_bytes(g, arch, e.spike, e.elements) for e in g.in_edges) * window
+            items.append(((1 + f.tiles) * held * (T * B // window), held, "inputs", g.name))
+        if training and f.errors == DRAM:
+            held = sum(math.ceil(e.elements) * arch.value_bytes for e in g.in_edges if e.src in df.flows) * window
+            items.append((2 * held * (T * B // window), held, "errors", g.name))
+    free = {b.name: b.bytes for b in arch.global_buffers}
+    roles = {"weights": "weights", "wgrad": "wgrad", "bptt": "bptt", "inputs": "spikes", "errors": "psum"}
+    for saved, held, kind, name in sorted(items, key=lambda i: (-i[0] / max(i[1], 1), i[3], i[2])):
+        if saved <= 0:
+            continue
+        buf = next((b for b in arch.global_buffers if roles[kind] in b.roles and free[b.name] >= held), None)
+        if buf is None:
+            continue
+        free[buf.name] -= held
+        setattr(df.flows[name], kind, buf.name)
+    df.global_used = {b.name: b.bytes - free[b.name] for b in arch.global_buffers}
