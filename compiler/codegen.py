@@ -32,7 +32,6 @@ class _Emitter:
         self.consumers = {g.name: [h for h in plan.groups if any(e.src == g.name for e in h.in_edges)]
                           for g in plan.groups}
         self.barrier = 0
-        self.step = df.order == "step"
         self.cores_of: dict[tuple[str, int], list] = {}  # (group, round) -> its cores, the leader first
         for p in plan.pieces:
             cs = self.cores_of.setdefault((p.group, p.round), [])
@@ -62,11 +61,18 @@ class _Emitter:
             return True
         return any(self.round_of_group.get(h.name, set()) - {r} for h in self.consumers[g.name])
 
-    def _inputs_home(self, g: Group) -> str:
-        return CORE if self.step else self.df.flows[g.name].inputs
+    def _inputs_home(self, src: str, g: Group) -> str:
+        """Where g's input from group `src` comes from: the NoC (CORE) when both run in one loop
+        nest, else the home where g's input window waits."""
+        return CORE if self.df.together(src, g.name) else self.df.flows[g.name].inputs
 
-    def _errors_home(self, g: Group) -> str:
-        return CORE if self.step else self.df.flows[g.name].errors
+    def _errors_home(self, src: str, g: Group) -> str:
+        """Where the errors g returns to group `src` go: the NoC, or the home where they wait."""
+        return CORE if self.df.together(src, g.name) else self.df.flows[g.name].errors
+
+    def _per_step(self, g: Group) -> bool:
+        """Are g's weight tiles fetched (and its weight gradient flushed) at every (sample, step)?"""
+        return self.df.flows[g.name].window == 1
 
     def _weights(self, g: Group, p: Piece, engine: str) -> list[Instr]:
         """Fetch a piece's weights into an engine's tile buffer from their home (none if resident)."""
@@ -98,12 +104,12 @@ class _Emitter:
             ps = self._mine(g.name, st.round)
             if ps:
                 out += self._fp_inputs(g, ps, st.round)
-                if self.step:
+                if self._per_step(g):
                     out += [i for p in ps for i in self._weights(g, p, "fp")]
                 out += [Instr(t.opcode, (t.layer, t.lo, t.hi)) for t in st.tasks if t.core == self.core]
                 out += [Instr("noc.send", ("spike" if l.spike else "psum", l.b, l.fwd, g.last.name))
                         for l in self.plan.links if l.src == g.name and l.a == self.core and l.round == st.round and l.fwd
-                        and self._inputs_home(self.gmap[l.dst]) == CORE]
+                        and self._inputs_home(g.name, self.gmap[l.dst]) == CORE]
                 out += self._fp_outputs(g, ps, st.round)
                 out += [i for p in ps for i in self._bptt(g, p, True)]
         out.append(self._next_barrier())
@@ -114,7 +120,7 @@ class _Emitter:
         where a consumer's input window waits outside the cores."""
         out = []
         size = self._bytes(g.out_size * self._share(g, ps), g.last.type.kind == "spike")
-        homes = {self._inputs_home(h) for h in self.consumers[g.name]} - {CORE}
+        homes = {self._inputs_home(g.name, h) for h in self.consumers[g.name]} - {CORE}
         if self.plan.config.training and g.last.type.kind == "spike" and all(p.id in self.df.spilled_bptt for p in ps):
             homes -= {self.df.flows[g.name].bptt}  # the spilled BPTT state holds these spikes already
         if self._stored_later(g, r):
@@ -127,7 +133,7 @@ class _Emitter:
         """Elements of edge e that pieces ps (this core, round r) read from memory rather than
         from a producer over the NoC: all of it for the network input or when g's input window
         waits outside the cores, else the part its producer computed in other rounds."""
-        if e.src not in self.gmap or self._inputs_home(g) != CORE:
+        if e.src not in self.gmap or self._inputs_home(e.src, g) != CORE:
             return e.elements * (self._share(g, ps) if e.aligned else 1.0)
         src = self.gmap[e.src]
         other = [p for p in self.plan.pieces if p.group == e.src and p.round != r]
@@ -140,13 +146,13 @@ class _Emitter:
         of g needs all of it) by g's first core, which multicasts it to the others. A window
         outside the cores is read once per weight tile."""
         out = []
-        home = self._inputs_home(g)
-        reads = 1 if home == CORE else self.df.flows[g.name].tiles
         cores = self.cores_of[(g.name, r)]
         for e in g.in_edges:
             elems = self._from_elsewhere(e, g, ps, r)
             if not elems:
                 continue
+            home = self._inputs_home(e.src, g)
+            reads = 1 if home == CORE or self._per_step(g) else self.df.flows[g.name].tiles
             level = DRAM if e.src not in self.gmap or home == CORE else home
             size = self._bytes(elems, e.spike) * reads
             kind = "spike" if e.spike else "psum"
@@ -156,9 +162,9 @@ class _Emitter:
                 out += [Instr("noc.send", (kind, c, size, e.src_op)) for c in cores[1:]]
             elif not e.aligned:
                 out.append(Instr("noc.recv", (kind, cores[0], size, e.src_op)))
-        if home == CORE:
-            out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, self.gmap[l.src].last.name))
-                    for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == r and l.fwd]
+        out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, self.gmap[l.src].last.name))
+                for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == r and l.fwd
+                and self._inputs_home(l.src, g) == CORE]
         return out
 
     # -- backward -------------------------------------------------------------------------------
@@ -168,61 +174,65 @@ class _Emitter:
         ps = self._mine(g.name, st.round) if g else []
         if ps:
             size = math.ceil(g.out_size * self._share(g, ps)) * self.vb
-            homes = {self._errors_home(h) for h in self.consumers[g.name]} - {CORE}
+            homes = {self._errors_home(g.name, h) for h in self.consumers[g.name]} - {CORE}
             if self._stored_later(g, st.round) and not any(o.name in self.graph_outputs for o in g.ops):
                 homes.add(DRAM)
-            out += [Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), size, "gradients", g.last.name, home))
+            out += [Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), size, "errors", g.last.name, home))
                     for home in sorted(homes)]
             out += [Instr("noc.recv", ("grad", l.b, l.bwd, self.gmap[l.dst].root.name))
                     for l in self.plan.links if l.src == g.name and l.a == self.core and l.round == st.round and l.bwd
-                    and self._errors_home(self.gmap[l.dst]) == CORE]
+                    and self._errors_home(g.name, self.gmap[l.dst]) == CORE]
             for p in ps:
                 out += self._bptt(g, p, False)
-                if self.step and any(t.opcode == "bp.propagate" and t.core == self.core for t in st.tasks):
+                if self._per_step(g) and any(t.opcode == "bp.propagate" and t.core == self.core for t in st.tasks):
                     out += self._weights(g, p, "bp")
         for t in st.tasks:
             if t.core != self.core:
                 continue
-            step_wgrad = self.step and t.opcode == "wg.accumulate"
+            step_wgrad = t.opcode == "wg.accumulate" and self._per_step(self.gmap[t.group])
             out += self._wgrad(t, False) if step_wgrad else []
             out.append(Instr(t.opcode, (t.layer, t.lo, t.hi)))
             out += self._wgrad(t, True) if step_wgrad else []
         if ps:
-            home = self._errors_home(g)
-            if home == CORE:
-                out += [Instr("noc.send", ("grad", l.a, l.bwd, g.root.name))
-                        for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == st.round and l.bwd]
+            out += [Instr("noc.send", ("grad", l.a, l.bwd, g.root.name))
+                    for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == st.round and l.bwd
+                    and self._errors_home(l.src, g) == CORE]
             cores = self.cores_of[(g.name, st.round)]
             for e in g.in_edges:
                 elems = self._from_elsewhere(e, g, ps, st.round) if e.src in self.gmap else 0
                 if not elems:
                     continue
+                home = self._errors_home(e.src, g)
                 size = math.ceil(elems) * self.vb
                 if not e.aligned and self.core != cores[0]:  # partial sums go to the first core
                     out.append(Instr("noc.send", ("grad", cores[0], size, g.root.name)))
                     continue
                 if not e.aligned:
                     out += [Instr("noc.recv", ("grad", c, size, g.root.name)) for c in cores[1:]]
-                out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), size, "gradients", g.root.name,
+                out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), size, "errors", g.root.name,
                                                DRAM if home == CORE else home)))
         out.append(self._next_barrier())
         return out
 
     # -- windows (sample and batch orders) ------------------------------------------------------
+    def _windowed_wg(self, st: Stage) -> list:
+        return [t for t in st.tasks if t.core == self.core and t.opcode == "wg.accumulate"
+                and not self._per_step(self.gmap[t.group])]
+
     def window_open(self, st: Stage) -> list[Instr]:
         """Before a stage's window: fetch its weight tiles and the gradient partial sums."""
         out: list[Instr] = []
-        if st.groups:
+        if st.groups and not self._per_step(self.gmap[st.groups[0]]):
             g = self.gmap[st.groups[0]]
             eng = "fp" if st.phase == "fp" else "bp"
             if eng == "fp" or any(t.opcode == "bp.propagate" and t.core == self.core for t in st.tasks):
                 out += [i for p in self._mine(g.name, st.round) for i in self._weights(g, p, eng)]
         if self.df.order == "sample":  # the gradient of earlier samples is read back (batch: one window)
-            out += [i for t in st.tasks if t.core == self.core and t.opcode == "wg.accumulate" for i in self._wgrad(t, False)]
+            out += [i for t in self._windowed_wg(st) for i in self._wgrad(t, False)]
         return out
 
     def window_close(self, st: Stage) -> list[Instr]:
-        return [i for t in st.tasks if t.core == self.core and t.opcode == "wg.accumulate" for i in self._wgrad(t, True)]
+        return [i for t in self._windowed_wg(st) for i in self._wgrad(t, True)]
 
     # -- outside the loops ----------------------------------------------------------------------
     def preload(self) -> list[Instr]:
@@ -260,12 +270,29 @@ class _Emitter:
         return out
 
 
+def _runs(stages: list[Stage], df: Dataflow) -> list[list[Stage]]:
+    """Consecutive stages of one segment of the dataflow share a loop nest. A stage of weight
+    gradients only belongs with the group whose gradients it computes."""
+    out: list[list[Stage]] = []
+    key = None
+    for st in stages:
+        g = st.groups[0] if st.groups else st.tasks[0].group if st.tasks else None
+        k = (df.flows[g].segment, st.round) if g else key
+        if out and k == key:
+            out[-1].append(st)
+        else:
+            out.append([st])
+        key = k
+    return out
+
+
 def _windowed(em: _Emitter, stages: list[Stage], emit, reverse: bool, batch_inside: bool) -> list:
     out: list = []
-    for st in stages:
-        body = emit(st)
-        inner = Loop("time", em.T, reverse, body)
-        out += em.window_open(st) + [Loop("batch", em.B, False, [inner]) if batch_inside else inner] + em.window_close(st)
+    for run in _runs(stages, em.df):
+        inner = Loop("time", em.T, reverse, [i for st in run for i in emit(st)])
+        out += [i for st in run for i in em.window_open(st)]
+        out.append(Loop("batch", em.B, False, [inner]) if batch_inside else inner)
+        out += [i for st in run for i in em.window_close(st)]
     return out
 
 

@@ -18,8 +18,8 @@ from mapping.dataflow import DATAFLOWS, FIXED, OBJECTIVES, Dataflow, assign, che
 from mapping.plan import MapConfig, Plan, map_graph
 from mapping.schedule import Schedule, build_schedule
 
-# the candidates a search prices: name -> (loop order, whether the global buffers are used)
-SEARCHED = {**FIXED, "step_global": ("step", True)}
+# the candidates a search prices: name -> (loop order, whether the global buffers are used, layer fusion)
+SEARCHED = {**FIXED, "step_global": ("step", True, False)}
 
 
 @dataclass
@@ -97,8 +97,8 @@ def choose_dataflow(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, da
     best = None
     candidates = []
     for name in names:
-        order, use_global = SEARCHED[name]
-        df = assign(plan, name, order, use_global)
+        order, use_global, fuse = SEARCHED[name]
+        df = assign(plan, name, order, use_global, fuse)
         program = generate(plan, schedule, df)
         est = estimate(name, order, program, graph, chip)
         candidates.append(est)

@@ -11,7 +11,9 @@ from typing import Iterator, Union
 
 from isa.errors import SpikeforgeError
 
-CATEGORIES = ("weights", "activations", "bptt_state", "gradients", "optimizer")
+# DRAM traffic by what it carries: weights; activations (layer inputs and outputs); errors (the
+# gradients of activations between layers); BPTT state; gradients (of the weights); optimizer
+CATEGORIES = ("weights", "activations", "errors", "bptt_state", "gradients", "optimizer")
 NOC_KINDS = ("spike", "grad", "psum")
 LOOP_VARS = ("batch", "time")  # a loop runs over the samples of the batch or over the time steps
 ORDERS = ("step", "sample", "batch")  # loop orders: docs/dataflow.md

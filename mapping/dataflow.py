@@ -9,10 +9,14 @@ into an engine's tile buffer (docs/dataflow.md):
 - `batch`: layer by layer, each layer's B x T iterations inside its tiles: a tile is fetched
   once per pass; a layer's input over the whole batch waits in a buffer, and BPTT state of
   every sample lives until the backward pass.
+- `fused` (the batch order with layer fusion): runs of consecutive layers execute together per
+  (sample, step), as in `step`, so the spikes and errors between them stay on the NoC, while the
+  runs follow each other layer-major, as in `batch`; where to cut the runs is chosen by dynamic
+  programming over an analytic DRAM estimate (`_segments`).
 For an order, `assign` decides the homes: weights and weight gradients that fit the engines'
 tile buffers stay there for the whole step; BPTT state fills the cores' BPTT banks; what is left
 competes for the chip's global buffers by DRAM bytes saved per byte held (greedy), and the rest
-lives in DRAM. The compiler prices each order's program and keeps the best (compiler/driver.py).
+lives in DRAM. The compiler prices each candidate's program and keeps the best (compiler/driver.py).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from isa.program import ORDERS
 from mapping.groups import Group
 from mapping.plan import Plan, bptt_bytes, weight_bytes
 
-# named dataflows: name -> (loop order, whether the global buffers are used)
-FIXED = {"naive": ("step", False), "ws_time": ("sample", True), "ws_batch": ("batch", True)}
+# named dataflows: name -> (loop order, whether the global buffers are used, layer fusion)
+FIXED = {"naive": ("step", False, False), "ws_time": ("sample", True, False), "ws_batch": ("batch", True, False),
+         "fused": ("batch", True, True)}
 DATAFLOWS = ("search",) + tuple(FIXED)
 OBJECTIVES = ("energy", "latency", "edp")
 DRAM = "dram"
@@ -46,6 +51,8 @@ class Flow:
     inputs: str = CORE  # sample/batch orders: where the group's input window waits
     errors: str = CORE  # sample/batch orders, training: where the errors it sends back wait
     tiles: int = 1  # weight tiles of its largest piece in one engine tile buffer
+    window: int = 1  # (sample, step) iterations one fetched weight tile serves
+    segment: int = 0  # groups of one segment run in one loop nest (fused when it holds several)
 
 
 @dataclass
@@ -59,9 +66,12 @@ class Dataflow:
     sram: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)  # peak bytes per role per core
     global_used: dict[str, int] = field(default_factory=dict)  # bytes per global buffer
 
-    def window(self, T: int, B: int) -> int:
-        """(sample, step) iterations one fetched weight tile serves."""
-        return {"step": 1, "sample": T, "batch": T * B}[self.order]
+    def together(self, a: str, b: str) -> bool:
+        """Do groups a and b exchange values per (sample, step), over the NoC?"""
+        if self.order == "step":
+            return True
+        fa, fb = self.flows.get(a), self.flows.get(b)
+        return fa is not None and fb is not None and fa.segment == fb.segment and fa.window == 1
 
 
 def check_tiles(plan: Plan) -> None:
@@ -84,14 +94,22 @@ def _step_bytes(g: Group, arch: Arch, spike: bool, elements: float) -> int:
     return math.ceil(elements / 8) if spike else math.ceil(elements) * arch.value_bytes
 
 
-def assign(plan: Plan, name: str, order: str, use_global: bool = True) -> Dataflow:
-    """The homes of every tensor for loop `order`, under the chip's capacities."""
+def assign(plan: Plan, name: str, order: str, use_global: bool = True, fuse: bool = False) -> Dataflow:
+    """The homes of every tensor for loop `order` (with layer fusion: `batch` only), under the
+    chip's capacities."""
     if order not in ORDERS:
         raise SpikeforgeError(f"loop order: must be one of {', '.join(ORDERS)}, got {order!r}")
     arch, cfg = plan.arch, plan.config
     T, B, training = cfg.timesteps, cfg.batch, cfg.training
     df = Dataflow(name, order, {g.name: Flow(g.name) for g in plan.groups})
-    window = df.window(T, B)
+    window = {"step": 1, "sample": T, "batch": T * B}[order]
+    for i, g in enumerate(plan.groups):
+        df.flows[g.name].window, df.flows[g.name].segment = window, i
+    if fuse and order == "batch":
+        for k, seg in enumerate(_segments(plan)):
+            for gname in seg:
+                df.flows[gname].segment = k
+                df.flows[gname].window = 1 if len(seg) > 1 else window
     gmap = {g.name: g for g in plan.groups}
     live_samples = B if order == "batch" else 1  # samples whose BPTT state is alive at once
     peak: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
@@ -126,37 +144,95 @@ def assign(plan: Plan, name: str, order: str, use_global: bool = True) -> Datafl
         if g.weights:
             piece = max((p.hi - p.lo for p in plan.pieces_of(g.name)), default=g.units)
             df.flows[g.name].tiles = max(1, math.ceil(weight_bytes(g, piece, arch) / arch.buffer_for("weights", "fp").bytes))
-    _window_homes(plan, df, window)
+    _window_homes(plan, df)
     if use_global and arch.global_buffers:
-        _allocate_global(plan, df, window, spilled_bptt)
+        _allocate_global(plan, df, spilled_bptt)
     return df
 
 
-def _window_homes(plan: Plan, df: Dataflow, window: int) -> None:
-    """In sample and batch orders a group's input (and, in training, the errors it returns) waits
-    for a whole window: in its cores' banks when the window fits them, else in DRAM for now."""
+def _segments(plan: Plan) -> list[list[str]]:
+    """Cut the groups (in order) into runs that execute together per (sample, step): dynamic
+    programming over an analytic DRAM byte count. A run of several groups refetches their weights
+    (and flushes their weight gradients) at every (sample, step) but passes spikes and errors over
+    the NoC; a cut between runs makes the values crossing it wait in memory for the whole batch
+    (free when they fit the cores' banks). Runs stay within one round."""
+    arch, cfg = plan.arch, plan.config
+    n_iter = cfg.timesteps * cfg.batch
+    passes = 2 if cfg.training else 1
+    spikes_cap, grad_cap = arch.capacity("spikes", "core"), arch.capacity("grad_out", "core")
+    groups = plan.groups
+    index = {g.name: i for i, g in enumerate(groups)}
+    rounds = [frozenset(p.round for p in plan.pieces_of(g.name)) for g in groups]
+
+    def refetch(g: Group) -> float:  # extra DRAM bytes of g's weights when fetched per (sample, step)
+        w = weight_bytes(g, g.units, arch)
+        return (n_iter - 1) * w * (passes + (2 if cfg.training else 0))
+
+    def cut(g: Group, first: int) -> float:  # DRAM bytes of g's inputs from groups before index `first`
+        cost = 0.0
+        for e in g.in_edges:
+            if e.src in index and index[e.src] >= first:
+                continue
+            held = _step_bytes(g, arch, e.spike, e.elements) * n_iter
+            cost += 0 if held <= spikes_cap else 2 * held
+            if cfg.training and e.src in index:
+                err = math.ceil(e.elements) * arch.value_bytes * n_iter
+                cost += 0 if err <= grad_cap else 2 * err
+        return cost
+
+    best = [0.0] + [math.inf] * len(groups)
+    start = [0] * (len(groups) + 1)
+    for j in range(1, len(groups) + 1):
+        for i in range(j - 1, max(-1, j - 17), -1):  # the run groups[i:j], at most 16 groups
+            if i < j - 1 and (len(rounds[i]) > 1 or rounds[i] != rounds[j - 1]):
+                break
+            run = groups[i:j]
+            cost = best[i] + sum(cut(g, i) for g in run) + (sum(refetch(g) for g in run) if len(run) > 1 else 0)
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    runs, j = [], len(groups)
+    while j > 0:
+        runs.append([g.name for g in groups[start[j]:j]])
+        j = start[j]
+    return runs[::-1]
+
+
+def _held(plan: Plan, df: Dataflow, g: Group) -> tuple[int, int]:
+    """Bytes of g's inputs, and of the errors it returns, that wait between loop nests: from
+    producers outside its (fused) segment, over the window its producers wrote them in."""
+    arch, cfg = plan.arch, plan.config
+    wait = cfg.timesteps if df.order == "sample" else cfg.timesteps * cfg.batch
+    outside = [e for e in g.in_edges if not df.together(e.src, g.name)]
+    inputs = sum(_step_bytes(g, arch, e.spike, e.elements) for e in outside) * wait
+    errors = sum(math.ceil(e.elements) * arch.value_bytes for e in outside if e.src in df.flows) * wait
+    return inputs, errors
+
+
+def _window_homes(plan: Plan, df: Dataflow) -> None:
+    """In sample and batch orders a group's input (and, in training, the errors it returns) from
+    outside its segment waits for a whole window: in its cores' banks when it fits them, else in
+    DRAM for now."""
     if df.order == "step":
         return
     arch = plan.arch
     spikes_cap, grad_cap = arch.capacity("spikes", "core"), arch.capacity("grad_out", "core")
     for g in plan.groups:
         f = df.flows[g.name]
-        need = sum(_step_bytes(g, arch, e.spike, e.elements) for e in g.in_edges) * window
-        f.inputs = CORE if need <= spikes_cap else DRAM
+        inputs, errors = _held(plan, df, g)
+        f.inputs = CORE if inputs <= spikes_cap else DRAM
         if plan.config.training:
-            errs = sum(math.ceil(e.elements) * arch.value_bytes for e in g.in_edges if e.src in df.flows) * window
-            f.errors = CORE if errs <= grad_cap else DRAM
+            f.errors = CORE if errors <= grad_cap else DRAM
 
 
-def _allocate_global(plan: Plan, df: Dataflow, window: int, spilled_bptt: dict[str, int]) -> None:
+def _allocate_global(plan: Plan, df: Dataflow, spilled_bptt: dict[str, int]) -> None:
     """Give the global buffers to the tensors that save the most DRAM bytes per byte they hold."""
     arch, cfg = plan.arch, plan.config
     T, B, training = cfg.timesteps, cfg.batch, cfg.training
-    fetches = T * B // window  # tile fetches per pass
     resident = {p.group for p in plan.pieces if p.id in df.resident_weights}
     items = []  # (saved DRAM bytes, bytes held, tensor kind, group)
     for g in plan.groups:
         f = df.flows[g.name]
+        fetches = T * B // f.window  # tile fetches per pass
         w = weight_bytes(g, g.units, arch)
         if w and g.name not in resident:
             passes = 2 if training else 1
@@ -167,12 +243,13 @@ def _allocate_global(plan: Plan, df: Dataflow, window: int, spilled_bptt: dict[s
         if spilled_bptt.get(g.name):
             held = spilled_bptt[g.name]
             items.append((2 * held * (B if df.order != "batch" else 1), held, "bptt", g.name))
+        inputs, errors = _held(plan, df, g)
         if f.inputs == DRAM:
-            held = sum(_step_bytes(g, arch, e.spike, e.elements) for e in g.in_edges) * window
-            items.append(((1 + f.tiles) * held * (T * B // window), held, "inputs", g.name))
+            wait = T * B // (T if df.order == "sample" else T * B)
+            items.append(((1 + (f.tiles if f.window > 1 else 1)) * inputs * wait, inputs, "inputs", g.name))
         if training and f.errors == DRAM:
-            held = sum(math.ceil(e.elements) * arch.value_bytes for e in g.in_edges if e.src in df.flows) * window
-            items.append((2 * held * (T * B // window), held, "errors", g.name))
+            wait = T * B // (T if df.order == "sample" else T * B)
+            items.append((2 * errors * wait, errors, "errors", g.name))
     free = {b.name: b.bytes for b in arch.global_buffers}
     roles = {"weights": "weights", "wgrad": "wgrad", "bptt": "bptt", "inputs": "spikes", "errors": "psum"}
     for saved, held, kind, name in sorted(items, key=lambda i: (-i[0] / max(i[1], 1), i[3], i[2])):
@@ -184,3 +261,22 @@ def _allocate_global(plan: Plan, df: Dataflow, window: int, spilled_bptt: dict[s
         free[buf.name] -= held
         setattr(df.flows[name], kind, buf.name)
     df.global_used = {b.name: b.bytes - free[b.name] for b in arch.global_buffers}
+
+
+def dram_lower_bound(plan: Plan) -> dict[str, int]:
+    """A floor on one training step's DRAM bytes on this chip (docs/dataflow.md): each weight read
+    once per pass that needs it (FP; BP for every layer that propagates an error), the update's
+    read and write, each weight gradient written and read once, the BPTT state of all B samples
+    beyond the chip's total SRAM written once and read once, and the network input read once."""
+    arch, cfg = plan.arch, plan.config
+    T, B = cfg.timesteps, cfg.batch
+    inputs = {op.name for op in plan.graph.inputs}
+    w = {g.name: weight_bytes(g, g.units, arch) for g in plan.groups}
+    propagating = sum(w[g.name] for g in plan.groups if not any(e.src_op in inputs for e in g.in_edges))
+    total_w = sum(w.values())
+    sram = arch.n_cores * sum(b.bytes for b in arch.buffers) + sum(b.bytes for b in arch.global_buffers)
+    bptt = B * sum(bptt_bytes(g, g.units, arch, T) for g in plan.groups if g.neurons)
+    first = plan.graph.inputs[0].type
+    x = B * T * (math.ceil(first.size / 8) if first.kind == "spike" else first.size * arch.value_bytes)
+    return {"weights": total_w + propagating, "optimizer": 2 * total_w, "gradients": 2 * total_w,
+            "bptt_state": 2 * max(0, bptt - sram), "activations": x}

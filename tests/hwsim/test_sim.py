@@ -119,7 +119,7 @@ def test_simulate_report_is_complete_and_byte_identical_for_the_same_seed(capsys
     t = rep["totals"]
     assert set(t["energy_breakdown_pj"]) == {"compute", "sram", "noc", "dram", "static"}
     assert t["energy_pj"] == pytest.approx(sum(t["energy_breakdown_pj"].values()), rel=1e-9)
-    assert set(t["dram_bytes_by_category"]) == {"weights", "activations", "bptt_state", "gradients", "optimizer"}
+    assert set(t["dram_bytes_by_category"]) == {"weights", "activations", "errors", "bptt_state", "gradients", "optimizer"}
     assert t["dram_bytes"] == sum(t["dram_bytes_by_category"].values()) > 0
     assert t["gpu_baseline_dram_bytes"] > 0 and t["dram_reduction_vs_gpu"] is not None
     assert t["cycles"] > 0 and t["latency_s"] > 0 and t["noc_hop_bytes"] >= t["noc_bytes"] > 0

@@ -28,7 +28,7 @@ def test_compile_writes_placement_program_and_figures(capsys, tmp_path):
     assert "mapper vs sequential baseline" in stdout and "wrote" in stdout
     stats = json.loads((out / "compile.json").read_text())
     assert {"dram_bytes", "noc", "load_balance", "cores", "baseline", "hop_bytes_vs_baseline"} <= set(stats)
-    assert set(stats["dram_bytes"]) == {"weights", "activations", "bptt_state", "gradients", "optimizer", "total"}
+    assert set(stats["dram_bytes"]) == {"weights", "activations", "errors", "bptt_state", "gradients", "optimizer", "total"}
     assert stats["timesteps"] == 2 and stats["batch"] == 2 and stats["training"] is True
     assert len(stats["cores"]) == 20 and len(stats["noc"]["matrix"]) == 20
     assert stats["noc"]["hop_bytes"] < stats["baseline"]["noc"]["hop_bytes"]
