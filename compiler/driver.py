@@ -31,7 +31,13 @@ class Estimate:
     energy_pj: float
     seconds: float
     dram_bytes: float
-    layers: dict[str, tuple[float, float]] = field(default_factory=dict)  # layer -> (energy pJ w/o static, DRAM bytes)
+    activity: Activity = field(repr=False, compare=False)
+    arch: Arch = field(repr=False, compare=False)
+
+    def layer(self, names: list[str]) -> tuple[float, float]:
+        """Energy (pJ, without static) and DRAM bytes of the named layers."""
+        counts = [self.activity.layers[n] for n in names if n in self.activity.layers]
+        return sum(sum(price(c, self.arch).values()) for c in counts), sum(c.dram_bytes for c in counts)
 
     def score(self, objective: str) -> float:
         return {"energy": self.energy_pj, "latency": self.seconds, "edp": self.energy_pj * self.seconds}[objective]
@@ -54,12 +60,40 @@ class Compiled:
     candidates: list[Estimate] = field(default_factory=list)  # every candidate priced, the chosen one included
 
 
-def estimate(name: str, order: str, program: Program, graph: Graph, arch: Arch) -> Estimate:
-    act: Activity = count(program, graph, arch)
-    t = time(act, arch)
-    energy = sum(price(act.total, arch, t.seconds).values())
-    layers = {k: (sum(price(c, arch).values()), c.dram_bytes) for k, c in act.layers.items()}
-    return Estimate(name, order, energy, t.seconds, act.total.dram_bytes, layers)
+@dataclass
+class Candidate:
+    """One dataflow candidate, counted: its homes, its program and the program's dense activity
+    (what does not depend on prices, so a sweep can keep it and re-price it per design point)."""
+
+    name: str
+    dataflow: Dataflow
+    program: Program
+    activity: Activity
+
+    def estimate(self, arch: Arch) -> Estimate:
+        t = time(self.activity, arch)
+        energy = sum(price(self.activity.total, arch, t.seconds).values())
+        return Estimate(self.name, self.dataflow.order, energy, t.seconds, self.activity.total.dram_bytes,
+                        self.activity, arch)
+
+
+def candidates(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, dataflow: str = "search") -> list[Candidate]:
+    """The named dataflow, or every searched one, as counted programs."""
+    out = []
+    for name in (list(SEARCHED) if dataflow == "search" else [dataflow]):
+        df = assign(plan, name, *SEARCHED[name])
+        program = generate(plan, schedule, df)
+        out.append(Candidate(name, df, program, count(program, graph, chip)))
+    return out
+
+
+def pick(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, cands: list[Candidate],
+         objective: str = "energy") -> Compiled:
+    """The candidate that is best for `objective` under `chip`'s prices, with every estimate."""
+    estimates = [c.estimate(chip) for c in cands]
+    best = min(range(len(cands)), key=lambda i: estimates[i].score(objective))
+    return Compiled(graph, chip, plan, schedule, cands[best].program, cands[best].dataflow, objective,
+                    estimates[best], estimates)
 
 
 def compile_model(model: Graph | str, arch: Arch | str = "default", training: bool = False, timesteps: int = 4,
@@ -93,16 +127,4 @@ def choose_dataflow(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, da
     """The program of the named dataflow, or of the best candidate for `objective`, on a mapped
     plan. `chip` may differ from the plan's architecture in figures the mapper does not read
     (energies, clock, DRAM, NoC): the candidates are priced under `chip`."""
-    names = list(SEARCHED) if dataflow == "search" else [dataflow]
-    best = None
-    candidates = []
-    for name in names:
-        order, use_global, fuse = SEARCHED[name]
-        df = assign(plan, name, order, use_global, fuse)
-        program = generate(plan, schedule, df)
-        est = estimate(name, order, program, graph, chip)
-        candidates.append(est)
-        if best is None or est.score(objective) < best[2].score(objective):
-            best = (df, program, est)
-    df, program, est = best
-    return Compiled(graph, chip, plan, schedule, program, df, objective, est, candidates)
+    return pick(graph, chip, plan, schedule, candidates(graph, chip, plan, schedule, dataflow), objective)

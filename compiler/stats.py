@@ -112,8 +112,8 @@ def dataflow_doc(c: Compiled) -> dict:
         names = [o.name for o in g.ops]
 
         def cost(e):
-            return {"energy_pj": round(sum(e.layers.get(n, (0, 0))[0] for n in names), 3),
-                    "dram_bytes": int(sum(e.layers.get(n, (0, 0))[1] for n in names))}
+            energy, dram = e.layer(names)
+            return {"energy_pj": round(energy, 3), "dram_bytes": int(dram)}
 
         groups.append({
             "group": g.name, "weights": f.weights if g.weights else None, "wgrad": f.wgrad if g.weights else None,

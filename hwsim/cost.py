@@ -12,7 +12,7 @@ import numpy as np
 
 from hwsim.functional import OpStats
 from isa import Graph
-from isa.activity import ENGINES, Activity, Timing, count, price, time
+from isa.activity import Activity, Timing, count, price, time
 from isa.arch import Arch
 from isa.program import Program
 
@@ -81,5 +81,3 @@ def reprice(activity: Activity, arch: Arch) -> Costs:
     t = time(activity, arch)
     return Costs(activity, t, price(activity.total, arch, t.seconds))
 
-
-__all__ = ["Costs", "ENGINES", "reprice", "run_costs"]

@@ -222,7 +222,7 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
             r = routes[(a, b)] = xy_route(a, b)
         return r
 
-    def noc(seg: _Seg, core, a, b, nbytes, lay: Counts, cc: Counts):
+    def noc(seg: _Seg, a, b, nbytes, lay: Counts, cc: Counts):
         hops = abs(a[0] - b[0]) + abs(a[1] - b[1])
         flits = np.ceil(nbytes * 8 / arch.noc.link_bits)
         n = seg.n
@@ -305,14 +305,14 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
                         peak[core][buf] = max(peak[core].get(buf, 0), min(nbytes, known.bytes))
                     if level in globals_:
                         seg.gb += nbytes
-                        noc(seg, core, core, GB_PORT, nbytes, lay, cc)
+                        noc(seg, *((GB_PORT, core) if load else (core, GB_PORT)), nbytes, lay, cc)
                     else:
                         seg.dram += nbytes
                 elif item.op == "noc.send":
                     kind, dst, nbytes, layer = item.args
                     if kind == "spike" and spike_scale is not None:
                         nbytes = nbytes * spike_scale(layer, t_idx)
-                    noc(seg, core, core, dst, nbytes, layer_counts(layer), cc)
+                    noc(seg, core, dst, nbytes, layer_counts(layer), cc)
 
         walk(body, ())
     stages = [_stage(s) for s in segs if s is not None]

@@ -229,27 +229,26 @@ def _allocate_global(plan: Plan, df: Dataflow, spilled_bptt: dict[str, int]) -> 
     arch, cfg = plan.arch, plan.config
     T, B, training = cfg.timesteps, cfg.batch, cfg.training
     resident = {p.group for p in plan.pieces if p.id in df.resident_weights}
+    rewrites = B if df.order == "sample" else 1  # a waiting window is written per sample, or once
     items = []  # (saved DRAM bytes, bytes held, tensor kind, group)
     for g in plan.groups:
         f = df.flows[g.name]
         fetches = T * B // f.window  # tile fetches per pass
         w = weight_bytes(g, g.units, arch)
         if w and g.name not in resident:
-            passes = 2 if training else 1
-            saved = fetches * passes * w + (2 * w if training else 0) - (2 * w if training else w)
-            items.append((saved, w, "weights", g.name))
+            from_dram = fetches * (2 if training else 1) * w + (2 * w if training else 0)  # passes, update
+            from_global = w * (2 if training else 1)  # loaded once, written back once after the update
+            items.append((from_dram - from_global, w, "weights", g.name))
         if training and w and not any(p.id in df.resident_wgrad for p in plan.pieces_of(g.name)):
             items.append((2 * fetches * w, w, "wgrad", g.name))
         if spilled_bptt.get(g.name):
             held = spilled_bptt[g.name]
             items.append((2 * held * (B if df.order != "batch" else 1), held, "bptt", g.name))
         inputs, errors = _held(plan, df, g)
-        if f.inputs == DRAM:
-            wait = T * B // (T if df.order == "sample" else T * B)
-            items.append(((1 + (f.tiles if f.window > 1 else 1)) * inputs * wait, inputs, "inputs", g.name))
+        if f.inputs == DRAM:  # written once, read once per weight tile (once when fetched per step)
+            items.append(((1 + (f.tiles if f.window > 1 else 1)) * inputs * rewrites, inputs, "inputs", g.name))
         if training and f.errors == DRAM:
-            wait = T * B // (T if df.order == "sample" else T * B)
-            items.append((2 * errors * wait, errors, "errors", g.name))
+            items.append((2 * errors * rewrites, errors, "errors", g.name))
     free = {b.name: b.bytes for b in arch.global_buffers}
     roles = {"weights": "weights", "wgrad": "wgrad", "bptt": "bptt", "inputs": "spikes", "errors": "psum"}
     for saved, held, kind, name in sorted(items, key=lambda i: (-i[0] / max(i[1], 1), i[3], i[2])):

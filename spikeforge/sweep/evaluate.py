@@ -8,26 +8,29 @@ no simulation) and a re-pricing only:
   figures share it; the dataflow search runs per point, since it prices with those figures;
 - the functional result (spikes, gradients, measured work) per (model, seed, T, B, training,
   input, arithmetic): every point of a sweep over the hardware shares it;
-- the measured activity per (program text, functional key, engine lanes and ports): points whose
-  search picks the same program only re-price it (`hwsim.cost.reprice`);
+- the dataflow candidates (programs and their dense activities) per mapping and the arch fields
+  the counting reads (engine lanes, buffer ports, NoC link): the search per point only re-prices
+  them;
+- the measured activity per (candidate, functional key, mode): points whose search picks an
+  already walked program only re-price it (`hwsim.cost.reprice`);
 - the model graph (with weights) per (model, seed), and the base architecture document.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from compiler.driver import choose_dataflow
+from compiler.driver import candidates, pick
 from compiler.frontends import load_model
 from hwsim.cost import reprice, run_costs
 from hwsim.functional import RunResult
 from hwsim.simulate import functional_step, make_input, report_from
 from isa import Graph, SpikeforgeError
-from isa.sasm import disassemble
 from mapping.dataflow import check_tiles
 from mapping.plan import MapConfig, map_graph
 from mapping.schedule import build_schedule
@@ -54,7 +57,25 @@ def _mapping(model: str, seed: int, arch: str, shape: tuple, training: bool, tim
     return plan, build_schedule(plan)
 
 
+_CANDIDATES: dict = {}
 _ACTIVITY: dict = {}
+_LOCK = threading.Lock()  # Dask may run points in threads of one process
+
+
+def _cached(cache: dict, key, make, size: int):
+    """cache[key], made once; the oldest entries go beyond `size`."""
+    with _LOCK:
+        if key not in cache:
+            cache[key] = make()
+            while len(cache) > size:
+                cache.pop(next(iter(cache)))
+        return cache[key]
+
+
+def _structure(arch) -> tuple:
+    """The architecture fields the counting walk reads besides the mapping's."""
+    return (tuple(arch.engines.items()), tuple((b.name, b.port_bits) for b in arch.buffers + arch.global_buffers),
+            arch.noc.link_bits, arch.noc.hop_cycles)
 
 
 @lru_cache(maxsize=8)
@@ -88,18 +109,15 @@ def evaluate(point: Point) -> dict[str, Any]:
         arch = build_arch(_base(point.arch), dict(point.overrides))
         graph = _graph(point.model, point.seed)
         plan, schedule = _mapping(*point.compile_key)
-        program = choose_dataflow(graph, arch, plan, schedule, point.dataflow, point.objective).program
+        ckey = (point.compile_key, point.dataflow, _structure(arch))
+        cands = _cached(_CANDIDATES, ckey, lambda: candidates(graph, arch, plan, schedule, point.dataflow), 4)
+        compiled = pick(graph, arch, plan, schedule, cands, point.objective)
         fkey = (point.model, point.seed, point.timesteps, point.batch, point.training, point.rate, point.input,
                 arch.arithmetic)
         res = _functional(*fkey)
-        key = (disassemble(program), fkey, point.mode, tuple(arch.engines.items()),
-               tuple((b.name, b.port_bits, b.kib) for b in arch.buffers + arch.global_buffers), arch.noc.link_bits,
-               arch.noc.hop_cycles)
-        act = _ACTIVITY.get(key)
-        if act is None:
-            _ACTIVITY.clear()  # one at a time: points arrive grouped by mapping
-            act = _ACTIVITY[key] = run_costs(program, graph, arch, res.stats, point.mode).activity
-        report = report_from(graph, program, arch, res, reprice(act, arch), point.mode, point.seed)
+        act = _cached(_ACTIVITY, (ckey, compiled.dataflow.name, fkey, point.mode),
+                      lambda: run_costs(compiled.program, graph, arch, res.stats, point.mode).activity, 16)
+        report = report_from(graph, compiled.program, arch, res, reprice(act, arch), point.mode, point.seed)
     except SpikeforgeError as e:
         return {"status": "error", "error": str(e)}
     except Exception as e:  # noqa: BLE001 -- one broken point (a bug, out of memory) must not end the sweep
