@@ -77,11 +77,15 @@ def sparse_vs_dense(name, arch_name, T) -> None:
     print(f"| cost model (read-once) | {ops['fp']:,} | {ops['bp']:,} | {ops['wg']:,} | "
           f"{mj(sum(c.compute_pj for c in r.layers) + r.update_pj)} | {mj(sum(c.sram_pj for c in r.layers))} | "
           f"{mj(r.onchip_pj)} | {r.tflops_per_w:.3f} |")
-    for mode in ("dense", "sparse"):
-        t = simulate_to_dir(name, arch=arch_name, training=True, timesteps=T, batch=1, mode=mode)["totals"]
+    # the naive dataflow reloads weights per (sample, step) fragment, as the model does; the search
+    # (default) may keep a tile for the whole batch
+    for mode, dataflow in (("dense", "naive"), ("sparse", "naive"), ("dense", "search")):
+        t = simulate_to_dir(name, arch=arch_name, training=True, timesteps=T, batch=1, mode=mode,
+                            dataflow=dataflow)["totals"]
         ops, e = t["synaptic_ops_by_engine"], t["energy_breakdown_pj"]
-        print(f"| cost walk, `--mode {mode}` | {ops['fp']:,} | {ops['bp']:,} | {ops['wg']:,} | {mj(e['compute'])} | "
-              f"{mj(e['sram'])} | {mj(e['compute'] + e['sram'])} | {t['tflops_per_w_onchip']:.3f} |")
+        print(f"| cost walk, `--mode {mode} --dataflow {dataflow}` | {ops['fp']:,} | {ops['bp']:,} | {ops['wg']:,} | "
+              f"{mj(e['compute'])} | {mj(e['sram'])} | {mj(e['compute'] + e['sram'])} | "
+              f"{t['dense_tflops_per_w_onchip']:.3f} |")
     print()
 
 
