@@ -12,9 +12,21 @@ from hwsim.neuromc import neuromc_costs
 from isa import Graph, SpikeforgeError
 from isa.activity import ENGINES, Counts, price
 from isa.arch import Arch
+from isa.limits import check_array
 from isa.program import Program
+from isa.safeio import load_npz
 
 VERSION = "0.1"
+
+
+def read_input(path: str, where: str, allow_nonfinite: bool = False) -> np.ndarray:
+    """Array `x` of an .npz file (`simulate --input`, a sweep's `input`): real, and finite unless
+    `allow_nonfinite`."""
+    arrays = load_npz(path, where)
+    if "x" not in arrays:
+        raise SpikeforgeError(f"{path} has no array 'x' (it has: {', '.join(arrays) or 'none'})", where)
+    check_array(f"{where}: array x", arrays["x"], allow_nonfinite)
+    return arrays["x"]
 
 
 def make_input(graph: Graph, timesteps: int, batch: int, rate: float | None, seed: int,

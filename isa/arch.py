@@ -9,9 +9,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from isa.errors import SpikeforgeError
+from isa.limits import MAX_CORES, show
+from isa.safeio import load_yaml, read_text
 
 ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "grad_out", "bptt",
          "wgrad", "bn", "optimizer", "other")
@@ -109,7 +109,7 @@ class Arch:
     name: str
     description: str
     precision: str
-    arithmetic: str  # fp32 (default) or fp16: how the simulator's engines round their results
+    arithmetic: str  # fp32 or fp16 (default: the precision): how the simulator's engines round their results
     clock_mhz: float
     rows: int
     cols: int
@@ -194,8 +194,8 @@ class _Doc:
 
     def num(self, k: str, positive: bool = True) -> float:
         v = self.get(k)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-            raise self.err(k, f"must be a number, got {_show(v)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) < float("inf"):
+            raise self.err(k, f"must be a (finite) number, got {_show(v)}")
         if positive and v <= 0:
             raise self.err(k, f"must be > 0, got {_show(v)}")
         if not positive and v < 0:
@@ -221,7 +221,7 @@ class _Doc:
 
 
 def _show(v: Any) -> str:
-    return repr(v) if not isinstance(v, (dict, list)) else type(v).__name__
+    return show(v) if not isinstance(v, (dict, list)) else type(v).__name__
 
 
 def _buffers(doc: _Doc, sram: SramModel | None, level: str | None) -> tuple[Buffer, ...]:
@@ -260,6 +260,9 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
               "noc", "dram", "energy_pj", "sram"))
     mesh, core = doc.sub("mesh"), doc.sub("core")
     mesh.only(("rows", "cols"))
+    if mesh.pos_int("rows") * mesh.pos_int("cols") > MAX_CORES:
+        raise mesh.err("rows", f"a {mesh.d['rows']} x {mesh.d['cols']} mesh has more than {MAX_CORES} cores, "
+                               "the limit of the mapper")
     core.only(("engines", "buffers", "static_mw", "logic_mm2"))
     sram = None
     if "sram" in doc.d:
@@ -282,10 +285,10 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
     dram.only(("gb_per_s", "latency_ns", "pj_per_bit"))
     en.only(ENERGY_KEYS)
     gb = doc.d.get("global_buffers") or {}
-    return Arch(
+    arch = Arch(
         name=doc.text("name", "custom") or "custom", description=doc.text("description"),
         precision=doc.choice("precision", ("fp16", "fp32")),
-        arithmetic=doc.choice("arithmetic", ("fp32", "fp16")) if "arithmetic" in doc.d else "fp32",
+        arithmetic=doc.choice("arithmetic", ("fp32", "fp16")) if "arithmetic" in doc.d else doc.d.get("precision"),
         clock_mhz=doc.num("clock_mhz"),
         rows=mesh.pos_int("rows"), cols=mesh.pos_int("cols"), engines=engines, buffers=buffers,
         static_mw=core.num("static_mw", False),
@@ -296,6 +299,11 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
         energy=Energy(*(en.num(k, False) for k in ENERGY_KEYS)),
         sram=sram or SramModel(0.0, 0.0, 1.0, 0.0, 0.0),
     )
+    for b in arch.buffers + arch.global_buffers:
+        if b.bytes < 1:
+            path = f"core.buffers.{b.name}" if b in arch.buffers else f"global_buffers.{b.name}"
+            raise SpikeforgeError(f"{path}.kib: must hold at least one byte, got {b.kib:g} KiB", where)
+    return arch
 
 
 def presets() -> list[str]:
@@ -309,19 +317,12 @@ def preset_text(name: str) -> str:
 def arch_doc(spec: str) -> tuple[dict, str]:
     """The YAML document of a preset name or a file path, and where it came from."""
     if spec in presets():
-        return yaml.safe_load(preset_text(spec)), spec
-    path = Path(spec)
-    if not path.is_file():
-        raise SpikeforgeError(f"'{spec}' is neither an architecture preset ({', '.join(presets())}) "
+        return load_yaml(preset_text(spec), spec), spec
+    if not Path(spec).is_file():
+        raise SpikeforgeError(f"'{show(spec)}' is neither an architecture preset ({', '.join(presets())}) "
                               "nor an existing YAML file")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")), spec
-    except UnicodeDecodeError:
-        raise SpikeforgeError("not a text file", spec) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark else ""
-        raise SpikeforgeError(f"{line}invalid YAML ({getattr(e, 'problem', None) or e})", spec) from None
+    what = "an architecture YAML file"
+    return load_yaml(read_text(spec, spec, what), spec, what), spec
 
 
 def load_arch(spec: str = "default", overrides: dict[str, Any] | None = None) -> Arch:

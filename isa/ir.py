@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from isa.errors import SpikeforgeError
+from isa.limits import VALUE_BYTES, check_array, check_memory
 from isa.ops import KINDS, TensorType, Work
 from isa.params import normalize_all
 
@@ -108,7 +109,16 @@ class Graph:
         g = Graph(name, typed)
         if not g.inputs:
             raise SpikeforgeError(f"{pre}model has no input op")
+        check_memory(f"{pre}model '{name}' (its weights and one sample's values)", g.footprint(1, 1))
         return g
+
+    def footprint(self, timesteps: int, batch: int, training: bool = False) -> int:
+        """An estimate of the bytes a step needs: the weights (with gradients when training) and
+        each op's values per time step and sample (with state and errors when training)."""
+        weights = sum(math.prod(s.shape) for op in self.ops
+                      for s in KINDS[op.kind].tensors(op.params, [self[i].type for i in op.inputs], op.type).values())
+        values = sum(op.type.size for op in self.ops) * timesteps * batch
+        return VALUE_BYTES * (weights + values) * (3 if training else 1)
 
     def layers(self) -> list[LayerInfo]:
         out = []
@@ -181,7 +191,11 @@ def _check_op(op: Op, by_name: dict[str, Op], pre: str) -> Op:
     for k, v in op.tensors.items():
         if k not in tspec:
             raise SpikeforgeError(f"{where}: unexpected tensor '{k}' (allowed: {', '.join(tspec) or 'none'})")
-        a = np.asarray(v, dtype=np.float32)
+        a = np.asarray(v)
+        if a.dtype.kind not in "biuf":
+            raise SpikeforgeError(f"{where}: tensor '{k}' must be real numbers, got dtype {a.dtype}")
+        with np.errstate(over="ignore"):
+            a = a.astype(np.float32)
         s = tspec[k]
         ok = (_broadcasts(a.shape, s.shape) if s.broadcast else a.shape == s.shape)
         if not ok:
@@ -200,3 +214,11 @@ def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
         return np.broadcast_shapes(a, b) == tuple(b)
     except ValueError:
         return False
+
+
+def check_finite(graph: Graph, where: str = "") -> None:
+    """Every tensor of the graph is finite (NaN, inf and values beyond float32 are errors)."""
+    pre = f"{where}: " if where else ""
+    for op in graph:
+        for k, a in op.tensors.items():
+            check_array(f"{pre}op '{op.name}': tensor '{k}'", a)

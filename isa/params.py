@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from isa.limits import show
+
 _REQUIRED = object()
 
 
@@ -37,38 +39,38 @@ def normalize(p: Param, v: Any) -> Any:
     t = p.type
     if t in ("pos_int", "nonneg_int", "int", "axis"):
         if not _is_int(v):
-            raise ValueError(f"must be {'a positive int' if t == 'pos_int' else 'an int'}, got {v!r}")
+            raise ValueError(f"must be {'a positive int' if t == 'pos_int' else 'an int'}, got {show(v)}")
         if t == "pos_int" and v <= 0:
-            raise ValueError(f"must be a positive int, got {v!r}")
+            raise ValueError(f"must be a positive int, got {show(v)}")
         if t == "nonneg_int" and v < 0:
-            raise ValueError(f"must be a non-negative int, got {v!r}")
+            raise ValueError(f"must be a non-negative int, got {show(v)}")
         return int(v)
     if t in ("pair", "nonneg_pair"):
         vals = [v, v] if _is_int(v) else v
         lo, word = (1, "positive") if t == "pair" else (0, "non-negative")
         if (not isinstance(vals, (list, tuple)) or len(vals) != 2
                 or not all(_is_int(x) and x >= lo for x in vals)):
-            raise ValueError(f"must be a {word} int or a pair of {word} ints, got {v!r}")
+            raise ValueError(f"must be a {word} int or a pair of {word} ints, got {show(v)}")
         return (int(vals[0]), int(vals[1]))
     if t in ("float", "pos_float"):
-        if not _is_number(v) or v != v:
-            raise ValueError(f"must be a number, got {v!r}")
+        if not _is_number(v) or not abs(v) < float("inf"):
+            raise ValueError(f"must be a (finite) number, got {show(v)}")
         if t == "pos_float" and v <= 0:
-            raise ValueError(f"must be a positive number, got {v!r}")
+            raise ValueError(f"must be a positive number, got {show(v)}")
         return float(v)
     if t == "bool":
         if not isinstance(v, bool):
-            raise ValueError(f"must be true or false, got {v!r}")
+            raise ValueError(f"must be true or false, got {show(v)}")
         return v
     if t == "str":
         if not isinstance(v, str) or (p.choices and v not in p.choices):
             want = " or ".join(repr(c) for c in p.choices) if p.choices else "a string"
-            raise ValueError(f"must be {want}, got {v!r}")
+            raise ValueError(f"must be {want}, got {show(v)}")
         return v
     if t == "shape":
         if (not isinstance(v, (list, tuple)) or not v
                 or not all(_is_int(x) and x > 0 for x in v)):
-            raise ValueError(f"must be a non-empty list of positive ints, got {v!r}")
+            raise ValueError(f"must be a non-empty list of positive ints, got {show(v)}")
         return tuple(int(x) for x in v)
     raise AssertionError(f"unknown param type {t}")
 

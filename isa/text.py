@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from functools import lru_cache
 from importlib.resources import files
@@ -101,7 +102,7 @@ class _Build(Transformer):
 
     def tensor(self, k, dims, data):
         raw = base64.b64decode(str(data)[4:-1])
-        n = int(np.prod(dims, dtype=np.int64))
+        n = math.prod(dims)
         if len(raw) != 4 * n:
             raise ValueError(f"tensor '{k}' holds {len(raw) // 4} values, its shape {list(dims)} needs {n}")
         return str(k), np.frombuffer(raw, dtype="<f4").reshape(dims).astype(np.float32)
@@ -127,13 +128,12 @@ def from_text(text: str, where: str = "<text>") -> Graph:
     """Parse the text form; errors name the line and column."""
     try:
         tree = _parser().parse(text)
+        name, ops = _Build().transform(tree)
     except UnexpectedInput as e:
         raise SpikeforgeError(f"line {e.line} column {e.column}: syntax error", where) from None
     except LarkError as e:
-        raise SpikeforgeError(f"syntax error ({e})", where) from None
-    try:
-        name, ops = _Build().transform(tree)
-    except LarkError as e:
         cause = e.__context__ if e.__context__ is not None else e
-        raise SpikeforgeError(f"bad value: {cause}", where) from None
+        raise SpikeforgeError(f"bad value: {str(cause)[:300]}", where) from None
+    except RecursionError:
+        raise SpikeforgeError("nested too deeply", where) from None
     return Graph.build(name, ops, where)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
 from compiler.frontends import load_model
-from isa import Graph
+from isa import Graph, SpikeforgeError
+from isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
+from spikeforge.outdir import check_writable, write_all
 
 
 def inspect_model(model: Graph | str, timesteps: int = 4) -> dict:
@@ -42,8 +50,6 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     """Compile `model` onto `arch`, and the sequential baseline beside it; write
     OUTDIR/placement.yaml, OUTDIR/program.sasm and OUTDIR/compile.json (all or nothing).
     Returns the compile.json figures."""
-    import json
-
     import yaml
 
     from compiler.driver import compile_model
@@ -51,6 +57,8 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     from isa.sasm import disassemble
     from spikeforge.progress import steps
 
+    _check_run(timesteps, batch, seed)
+    check_writable(out)
     graph = load_model(model, weights=False, dt=dt, reset=reset) if isinstance(model, str) else model
     kw = dict(arch=arch, training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed,
               dataflow=dataflow, objective=objective)
@@ -63,57 +71,53 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
         stats = compile_stats(compiled, baseline)
         if isinstance(model, str):  # what `simulate OUTDIR` reloads
             stats["source"] = {"model": model, "arch": arch, "seed": seed, "dt": dt, "reset": reset}
-        _atomic_write(out, {
-            "placement.yaml": lambda p: p.write_text(yaml.safe_dump(placement_doc(compiled), sort_keys=False,
-                                                                    default_flow_style=None, width=120)),
-            "program.sasm": lambda p: p.write_text(disassemble(compiled.program)),
-            "compile.json": lambda p: p.write_text(json.dumps(stats, indent=2) + "\n"),
-        })
+        texts = {"placement.yaml": yaml.safe_dump(placement_doc(compiled), sort_keys=False, default_flow_style=None,
+                                                  width=120),
+                 "program.sasm": disassemble(compiled.program)}
+        stats["files"] = {name: _sha256(text) for name, text in texts.items()}  # checked by `simulate OUTDIR`
+        texts["compile.json"] = json.dumps(stats, indent=2) + "\n"
+        write_all(out, {name: lambda p, t=text: p.write_text(t) for name, text in texts.items()})
     return stats
 
 
-def _atomic_write(out: str, files: dict[str, callable]) -> None:
-    """Write files into OUTDIR all or nothing: into a temporary folder beside it, then moved in."""
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from isa import SpikeforgeError
-
-    target = Path(out)
-    if target.exists() and not target.is_dir():
-        raise SpikeforgeError("exists and is not a directory", out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".spikeforge-", dir=target.parent))
-    try:
-        for name, write in files.items():
-            write(tmp / name)
-        target.mkdir(exist_ok=True)
-        for f in tmp.iterdir():
-            os.replace(f, target / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _check_run(timesteps: int, batch: int, seed: int) -> None:
+    check_int("--timesteps", timesteps, 1, MAX_TIMESTEPS)
+    check_int("--batch", batch, 1, MAX_BATCH)
+    check_int("--seed", seed, 0, MAX_SEED)
 
 
-def _from_compile_dir(path: str):
-    """Model, arch and program of a directory written by `compile`."""
-    import json
-    from pathlib import Path
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
-    from isa import SpikeforgeError
+
+def _from_compile_dir(path: str, allow_nonfinite: bool = False):
+    """Model, arch and program of a directory written by `compile`, its files checked against
+    the hashes compile.json holds."""
     from isa.arch import load_arch
+    from isa.safeio import read_text
     from isa.sasm import assemble
 
     d = Path(path)
+    where = str(d / "compile.json")
+    if not (d / "compile.json").is_file():
+        raise SpikeforgeError("not a compile output directory (no compile.json)", path)
     try:
-        meta = json.loads((d / "compile.json").read_text())
-        src = meta["source"]
-        program = assemble((d / "program.sasm").read_text(), str(d / "program.sasm"))
-    except (OSError, ValueError, KeyError) as e:
-        raise SpikeforgeError(f"not a compile output directory with compile.json (and its source) and program.sasm ({e})",
-                              path) from None
-    graph = load_model(src["model"], seed=src["seed"], dt=src["dt"], reset=src["reset"])
+        meta = json.loads(read_text(d / "compile.json", where, "JSON"))
+    except (ValueError, RecursionError):
+        raise SpikeforgeError("not valid JSON", where) from None
+    src = meta.get("source") if isinstance(meta, dict) else None
+    kinds = {"model": str, "arch": str, "seed": int, "dt": (int, float), "reset": str}
+    if not isinstance(src, dict) or any(not isinstance(src.get(k), t) for k, t in kinds.items()):
+        raise SpikeforgeError("needs `source` with model, arch, seed, dt and reset (written by `spikeforge compile "
+                              "MODEL`)", where)
+    files = meta.get("files")
+    text = read_text(d / "program.sasm", str(d / "program.sasm"), "a .sasm program")
+    if not isinstance(files, dict) or files.get("program.sasm") != _sha256(text):
+        raise SpikeforgeError("program.sasm does not match the hash in compile.json (changed or copied in since "
+                              "`compile`): compile again", path)
+    program = assemble(text, str(d / "program.sasm"))
+    graph = load_model(src["model"], seed=src["seed"], dt=src["dt"], reset=src["reset"],
+                       allow_nonfinite=allow_nonfinite)
     return graph, load_arch(src["arch"]), program
 
 
@@ -121,36 +125,35 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
                     timesteps: int = 4, batch: int = 1, input_file: str | None = None, rate: float | None = None,
                     seed: int = 0, mode: str = "sparse", record_spikes: bool = False, dt: float = 1e-4,
                     reset: str = "subtract", dataflow: str = "search", objective: str = "energy",
-                    progress: bool = False) -> dict:
+                    progress: bool = False, allow_nonfinite: bool = False) -> dict:
     """Compile (unless MODEL is a `compile` output directory) and simulate one step on real data;
-    write OUTDIR/report.json (and spikes.npz with `record_spikes`). Returns the report."""
-    import json
+    write OUTDIR/report.json (and spikes.npz with `record_spikes`). Returns the report. Weights
+    and inputs must be finite unless `allow_nonfinite`."""
     import os
 
     import numpy as np
 
     from compiler.driver import compile_model
-    from hwsim.simulate import make_input, simulate
-    from isa import SpikeforgeError
+    from hwsim.simulate import make_input, read_input, simulate
     from spikeforge.progress import bar
 
+    _check_run(timesteps, batch, seed)
     if rate is not None and not 0 <= rate <= 1:
         raise SpikeforgeError(f"--rate: must be in [0, 1], got {rate}")
+    if out is not None:
+        check_writable(out)
+    data = None if input_file is None else read_input(input_file, "--input", allow_nonfinite)
+    program = None
     if os.path.isdir(model):
-        graph, chip, program = _from_compile_dir(model)
-        timesteps, batch = program.header.timesteps, program.header.batch
+        graph, chip, program = _from_compile_dir(model, allow_nonfinite)
+        timesteps, batch, training = program.header.timesteps, program.header.batch, program.header.training
     else:
-        graph = load_model(model, seed=seed, dt=dt, reset=reset)
+        graph = load_model(model, seed=seed, dt=dt, reset=reset, allow_nonfinite=allow_nonfinite)
+    check_memory(f"a step of {graph.name} (T = {timesteps}, B = {batch})", graph.footprint(timesteps, batch, training))
+    if program is None:
         c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed,
                           dataflow=dataflow, objective=objective)
         chip, program = c.arch, c.program
-    data = None
-    if input_file is not None:
-        try:
-            with np.load(input_file) as f:
-                data = f["x"]
-        except (OSError, ValueError, KeyError) as e:
-            raise SpikeforgeError(f"cannot read array 'x' from the .npz file ({e})", input_file) from None
     x = make_input(graph, timesteps, batch, rate, seed, data)
     with bar(progress, batch, "simulating") as advance:
         rep = simulate(graph, program, chip, x, mode=mode, seed=seed, record=record_spikes, progress=advance)
@@ -158,9 +161,23 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
     if out is not None:
         files = {"report.json": lambda p: p.write_text(json.dumps(rep, indent=2) + "\n")}
         if record_spikes:
-            files["spikes.npz"] = lambda p: np.savez_compressed(p, **values)
-        _atomic_write(out, files)
+            files["spikes.npz"] = lambda p: np.savez_compressed(p, **_entry_names(values))
+        write_all(out, files)
     return rep
+
+
+def _entry_names(values: dict) -> dict:
+    """Layer names as safe archive entry names: characters other than letters, digits, `_`, `.`
+    and `-` become `_`, a leading `.` too, and a name taken twice gets a suffix `_2`, `_3`, ..."""
+    out: dict = {}
+    for name, v in values.items():
+        key = re.sub(r"[^A-Za-z0-9_.\-]|^\.", "_", name)
+        base, n = key, 1
+        while key in out:
+            n += 1
+            key = f"{base}_{n}"
+        out[key] = v
+    return out
 
 
 def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", arch: str = "default",
@@ -168,18 +185,24 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
                  fp16: bool | None = None, progress: bool = False) -> dict:
     """Train MODEL on DATASET on the simulated chip (spikeforge.train); write OUTDIR/train.json and
     OUTDIR/train.png (all or nothing). Returns the train.json figures."""
-    import json
-
     from spikeforge.progress import bar
     from spikeforge.train import load_dataset, plot, train
 
-    data = load_dataset(dataset, seed)
+    _check_run(timesteps, batch, seed)
+    check_int("--epochs", epochs, 1, 1_000_000)
+    if not math.isfinite(lr):
+        raise SpikeforgeError(f"--lr: must be a finite number, got {lr}")
+    if out is not None:
+        check_writable(out)
     graph = load_model(model, seed=seed)
+    check_memory(f"a training step of {graph.name} (T = {timesteps}, B = {batch})",
+                 graph.footprint(timesteps, batch, True))
+    data = load_dataset(dataset, seed)
     with bar(progress, epochs * (len(data.x_train) // max(batch, 1)), "training") as advance:
         result = train(graph, data, arch, epochs=epochs, batch=batch, timesteps=timesteps, lr=lr, seed=seed,
                        fp16=fp16, progress=lambda e, i, n: advance((e - 1) * n + i))
     doc = result.to_dict()
     if out is not None:
-        _atomic_write(out, {"train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
-                            "train.png": lambda p: plot(result, str(p))})
+        write_all(out, {"train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
+                        "train.png": lambda p: plot(result, str(p))})
     return doc

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from isa import SpikeforgeError
+from isa.limits import one_line, set_memory_limit
 from mapping.dataflow import DATAFLOWS, OBJECTIVES
+from spikeforge.sweep.spec import MAX_POINTS
 
 EXAMPLES = {
     "zoo": "example: spikeforge zoo list --json",
@@ -70,7 +73,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _run_args(c)
     c.add_argument("--strategy", choices=("metis", "sequential"), default="metis",
                    help="partitioner: metis (default, traffic-aware) or the sequential baseline")
-    c.add_argument("--spike-rate", type=float, default=0.1,
+    c.add_argument("--spike-rate", type=_finite, default=0.1,
                    help="expected spikes per neuron per step, weights the traffic (default 0.1)")
     c.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output directory")
     c.add_argument("--json", action="store_true", help="print compile.json to stdout")
@@ -80,13 +83,15 @@ def _build_parser() -> argparse.ArgumentParser:
     _model_args(s)
     _run_args(s)
     s.add_argument("--input", metavar="FILE.npz", help="array x: [T, B, *input] or [B, *input] (repeated over T)")
-    s.add_argument("--rate", type=float, help="Poisson input spikes at this rate (default: 0.2 for spike inputs, "
+    s.add_argument("--rate", type=_finite, help="Poisson input spikes at this rate (default: 0.2 for spike inputs, "
                    "uniform [0, 1) values for direct inputs)")
     s.add_argument("--mode", choices=("sparse", "dense"), default="sparse",
                    help="sparse: zero spikes/errors are skipped (default); dense: every loop iteration counts")
     s.add_argument("--record-spikes", action="store_true", help="write OUTDIR/spikes.npz, one [T, B, *shape] array per layer")
     s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json")
     s.add_argument("--json", action="store_true", help="print report.json to stdout")
+    s.add_argument("--allow-nonfinite", action="store_true",
+                   help="run weights and inputs that hold NaN or inf (an error by default)")
 
     t = sub.add_parser("train", help="train a model on a dataset with the chip's FP/BP/WG engines: accuracy, energy per step",
                        epilog=EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,7 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     t.add_argument("--timesteps", "-T", type=int, default=8, help="time steps (default 8)")
     t.add_argument("--batch", "-B", type=int, default=32, help="samples per training step (default 32)")
-    t.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
+    t.add_argument("--lr", type=_finite, default=0.1, help="SGD learning rate (default 0.1)")
     t.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
                    help="FP16 arithmetic, weights included (default: the architecture's `arithmetic`)")
     t.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/train.json and OUTDIR/train.png")
@@ -121,6 +126,9 @@ def _build_parser() -> argparse.ArgumentParser:
     w.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="run the points on a Dask distributed cluster instead (e.g. tcp://host:8786)")
     w.add_argument("--csv", metavar="FILE", help="export: the CSV file to write")
+    w.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
+                   help=f"refuse a spec of more design points than this (default {MAX_POINTS})")
+    _memory_arg(w)
 
     r = sub.add_parser("report", help="Pareto front, sensitivity plots and summary.md of a sweep",
                        epilog=EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,10 +141,28 @@ def _build_parser() -> argparse.ArgumentParser:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a zoo name, or a .yaml, .nir or .sfir file")
     p.add_argument("--seed", type=int, default=0, help="seed of generated weights (default 0)")
-    p.add_argument("--dt", type=float, default=1e-4,
+    p.add_argument("--dt", type=_finite, default=1e-4,
                    help="NIR only: time step used to discretise tau (default 1e-4, snnTorch's export)")
     p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
                    help="NIR only: reset mode after a spike (default subtract)")
+    _memory_arg(p)
+
+
+def _memory_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", type=_finite, metavar="GIB",
+                   help="refuse work estimated to need more memory than this (default: the machine's memory; "
+                        "0: no limit)")
+
+
+def _finite(text: str) -> float:
+    """argparse type: a finite float."""
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(text)
+    return v
+
+
+_finite.__name__ = "finite number"  # argparse: "invalid finite number value: 'nan'"
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -241,7 +267,7 @@ def _cmd_simulate(args) -> None:
     rep = simulate_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                           batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
                           record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, dataflow=args.dataflow,
-                          objective=args.objective, progress=not args.json)
+                          objective=args.objective, progress=not args.json, allow_nonfinite=args.allow_nonfinite)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
@@ -286,7 +312,8 @@ def _cmd_sweep(args) -> None:
         raise SpikeforgeError("give --workers or --dask-scheduler, not both")
     from spikeforge.sweep.run import run_sweep
 
-    run = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.dask_scheduler, progress=True)
+    run = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.dask_scheduler, progress=True,
+                    max_points=args.max_points)
     rate = f" ({60 * run.ran / run.seconds:.0f} points/min)" if run.ran and run.seconds else ""
     print(f"sweep: {run.points} design points: {run.stored} already in {args.out}, {run.ran} run in "
           f"{run.seconds:.1f} s{rate}, {len(run.errors)} error{'' if len(run.errors) == 1 else 's'}")
@@ -307,12 +334,14 @@ def _cmd_report(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if getattr(args, "max_memory", None) is not None:
+        set_memory_limit(int(args.max_memory * 2**30) if args.max_memory > 0 else 2**63)
     handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect, "arch": _cmd_arch, "compile": _cmd_compile,
                 "simulate": _cmd_simulate, "train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report}
     try:
         handlers[args.command](args)
     except SpikeforgeError as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {one_line(str(e))}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

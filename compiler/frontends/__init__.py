@@ -5,14 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from isa import Graph, SpikeforgeError
+from isa.ir import check_finite
+from isa.limits import MAX_SEED, check_int
+from isa.safeio import read_text
 
 SUFFIXES = (".yaml", ".yml", ".nir", ".sfir")
 
 
 def load_model(spec: str, *, seed: int = 0, weights: bool = True, dt: float = 1e-4,
-               reset: str = "subtract") -> Graph:
+               reset: str = "subtract", allow_nonfinite: bool = False) -> Graph:
     """Load MODEL as the CLI names it: a zoo name, or a `.yaml`, `.nir` or `.sfir` (IR text) file.
-    `dt` and `reset` apply to NIR files only; `seed` to zoo and YAML models without weights."""
+    `dt` and `reset` apply to NIR files only; `seed` fills the tensors a zoo, YAML or IR text
+    model lacks. With `weights`, every tensor must be finite unless `allow_nonfinite`."""
+    check_int("seed", seed, 0, MAX_SEED)
+    graph = _load(spec, seed, weights, dt, reset)
+    if weights and not allow_nonfinite:
+        check_finite(graph, spec)
+    return graph
+
+
+def _load(spec: str, seed: int, weights: bool, dt: float, reset: str) -> Graph:
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in SUFFIXES or path.exists():
@@ -25,12 +37,10 @@ def load_model(spec: str, *, seed: int = 0, weights: bool = True, dt: float = 1e
             from compiler.frontends.nir_reader import read_nir
             return read_nir(path, dt=dt, reset=reset)
         if suffix == ".sfir":
+            from compiler.frontends.init import init_tensors
             from isa.text import from_text
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                raise SpikeforgeError("not a text file (expected the IR text form)", spec) from None
-            return from_text(text, spec)
+            graph = from_text(read_text(path, spec, "the IR text form"), spec)
+            return init_tensors(graph, seed) if weights else graph  # `inspect --ir` prints no tensors
         raise SpikeforgeError(f"unknown model file type '{suffix}' (expected one of {', '.join(SUFFIXES)})", spec)
     from compiler.frontends import zoo
     if spec in zoo.ZOO:

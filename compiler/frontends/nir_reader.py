@@ -17,6 +17,7 @@ import nir
 import numpy as np
 
 from isa import Graph, Op, SpikeforgeError, TensorType
+from isa.limits import check_memory
 from isa.ops import KINDS
 from isa.params import normalize_all
 
@@ -64,9 +65,9 @@ def _load(path: Path, where: str) -> nir.NIRGraph:
         raise SpikeforgeError("not a NIR file (NIR files are HDF5, this one is not)", where)
     try:
         with h5py.File(path, "r") as f:
-            if "node" not in f:
+            if not isinstance(f.get("node"), h5py.Group):
                 raise SpikeforgeError("HDF5 file has no 'node' group: not a NIR graph", where)
-            tree = _h5_dict(f["node"])
+            tree = _h5_dict(f["node"], where)
     except (OSError, KeyError, RuntimeError, ValueError) as e:
         raise SpikeforgeError(f"cannot read the HDF5 data (truncated or corrupt file?): {e}", where) from None
     if not isinstance(tree, dict) or tree.get("type") != "NIRGraph":
@@ -74,12 +75,15 @@ def _load(path: Path, where: str) -> nir.NIRGraph:
     return _from_dict(tree, "", where)
 
 
-def _h5_dict(group: h5py.Group) -> dict:
+def _h5_dict(group: h5py.Group, where: str) -> dict:
+    """The group as nested dicts; each dataset's size is checked before it is read (a small
+    compressed file may hold a huge one)."""
     out: dict[str, Any] = {}
     for key, item in group.items():
         if isinstance(item, h5py.Group):
-            out[key] = _h5_dict(item)
+            out[key] = _h5_dict(item, where)
         else:
+            check_memory(f"{where}: dataset '{item.name}'", item.size * item.dtype.itemsize)
             v = item[()]
             out[key] = v.decode("utf8") if isinstance(v, bytes) else v
     return out

@@ -4,31 +4,20 @@ SpikeforgeError line with the file and the path in it (`m.yaml: layers[3].conv2d
 
 from __future__ import annotations
 
-import re
-import reprlib
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from compiler.frontends.init import init_tensors
 from isa import Graph, Op, SpikeforgeError
 from isa.ops import KINDS, canonical_value
+from isa.limits import MAX_SEED, show
 from isa.params import normalize_all
+from isa.safeio import load_npz, load_yaml, read_text
 
 TOP_KEYS = ("name", "input", "seed", "weights", "layers")
 LAYER_KEYS = ("name", "inputs")
-
-
-class _Loader(yaml.SafeLoader):
-    """The safe loader, reading `1e-5` (exponent, no dot) as a number as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
 
 
 def read_yaml(path: str | Path, seed: int = 0) -> Graph:
@@ -49,8 +38,8 @@ def graph_from_doc(doc: Any, where: str, seed: int = 0, base_dir: str | Path | N
             raise SpikeforgeError(f"unknown key (allowed: {', '.join(TOP_KEYS)})", f"{where}: {key}")
     name = _string(doc.get("name", Path(where).stem), f"{where}: name")
     seed = doc.get("seed", seed)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise SpikeforgeError(f"must be a non-negative int, got {_got(seed)}", f"{where}: seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise SpikeforgeError(f"must be an int in [0, {MAX_SEED}], got {_got(seed)}", f"{where}: seed")
     ops = []
     if "input" in doc:
         ops.append(Op("input", "input", (), _params("input", doc["input"], f"{where}: input")))
@@ -79,33 +68,7 @@ def graph_to_doc(graph: Graph) -> dict:
 # ---- reading the file ----------------------------------------------------------------------
 
 def _load(path: Path, where: str) -> Any:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpikeforgeError("file not found", where) from None
-    except IsADirectoryError:
-        raise SpikeforgeError("not a file", where) from None
-    except OSError as e:
-        raise SpikeforgeError(f"cannot read ({e.strerror})", where) from None
-    try:
-        return yaml.load(data.decode("utf-8"), Loader=_Loader)
-    except (UnicodeDecodeError, yaml.reader.ReaderError):
-        raise SpikeforgeError("not a text file (expected a YAML model)", where) from None
-    except yaml.MarkedYAMLError as e:
-        at = f"{where}: line {e.problem_mark.line + 1}" if e.problem_mark else where
-        raise SpikeforgeError(f"invalid YAML ({_yaml_problem(e)})", at) from None
-    except ValueError as e:  # a tagged or timestamp-like scalar that does not convert
-        raise SpikeforgeError(f"invalid YAML ({e})", where) from None
-    except RecursionError:
-        raise SpikeforgeError("invalid YAML (nested too deeply)", where) from None
-
-
-def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
-    """yaml's problem, and where the construct it was reading began if on another line."""
-    problem = e.problem or "syntax error"
-    if e.context and e.context_mark and e.problem_mark and e.context_mark.line != e.problem_mark.line:
-        return f"{problem} {e.context} from line {e.context_mark.line + 1}"
-    return problem
+    return load_yaml(read_text(path, where, "a YAML model"), where, "a YAML model")
 
 
 # ---- layers --------------------------------------------------------------------------------
@@ -208,21 +171,7 @@ def _with_weights(graph: Graph, spec: Any, where: str, base_dir: Path) -> Graph:
 
 def _read_npz(path: Path, at: str) -> dict[str, np.ndarray]:
     """The arrays of an .npz archive (pickled object arrays are refused)."""
-    bad = SpikeforgeError(f"{path} is not an .npz archive of numeric arrays", at)
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise bad
-        with archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except FileNotFoundError:
-        raise SpikeforgeError(f"file not found: {path}", at) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        raise bad from None
-    for key, a in arrays.items():
-        if a.dtype.kind not in "iuf":
-            raise SpikeforgeError(f"key {key!r}: must be a numeric array, got dtype {a.dtype}", at)
-    return arrays
+    return load_npz(path, at)
 
 
 # ---- values --------------------------------------------------------------------------------
@@ -235,4 +184,4 @@ def _string(v: Any, at: str) -> str:
 
 def _got(v: Any) -> str:
     """A wrong value as a message shows it (long ones abbreviated)."""
-    return reprlib.repr(v)
+    return show(v)

@@ -23,13 +23,11 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from compiler.driver import candidates, pick
 from compiler.frontends import load_model
 from hwsim.cost import reprice, run_costs
 from hwsim.functional import RunResult
-from hwsim.simulate import functional_step, make_input, report_from
+from hwsim.simulate import functional_step, make_input, read_input, report_from
 from isa import Graph, SpikeforgeError
 from mapping.dataflow import check_tiles
 from mapping.plan import MapConfig, map_graph
@@ -82,10 +80,7 @@ def _structure(arch) -> tuple:
 def _functional(model: str, seed: int, timesteps: int, batch: int, training: bool, rate: float | None,
                 input_file: str | None, arithmetic: str) -> RunResult:
     graph = _graph(model, seed)
-    data = None
-    if input_file is not None:
-        with np.load(input_file) as f:
-            data = f["x"]
+    data = None if input_file is None else read_input(input_file, input_file)
     x = make_input(graph, timesteps, batch, rate, seed, data)
     res = functional_step(graph, x, training, arithmetic, seed=seed)
     return replace(res, grads={})  # a sweep reports the step, it never applies the update

@@ -7,7 +7,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import re
 import signal
+import threading
 import time
 from collections import deque
 from statistics import median
@@ -146,31 +148,56 @@ def run_local(points: list[Point], workers: int) -> Results:
             w.stop()
 
 
-def run_dask(points: list[Point], address: str) -> Results:
-    """Evaluate `points` on the Dask cluster at `address`, each compile group preferring one worker."""
-    if not points:
-        return
-    from distributed import Client, as_completed
+DASK_DEADLINE = 15.0  # seconds to reach a Dask scheduler, hard: the attempt is abandoned after it
+_ADDRESS = re.compile(r"inproc://\S+|(?:(?:tcp|tls|ws|wss)://)?(?:[\w.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})")
 
-    try:
-        client = Client(address, timeout=10)
-    except (OSError, TimeoutError) as e:
-        raise SpikeforgeError(f"cannot connect to the Dask scheduler ({e})", address) from None
+
+def connect(address: str):
+    """A `distributed.Client` of the Dask scheduler at `address`, with workers; the address is
+    checked first and the connection is given up after DASK_DEADLINE seconds, whatever answers."""
+    m = _ADDRESS.fullmatch(address)
+    if not m or m.group(1) is not None and not 0 < int(m.group(1)) < 65536:
+        raise SpikeforgeError("not a Dask scheduler address (expected tcp://HOST:PORT)", address)
+    box: dict = {}
+
+    def attempt() -> None:
+        from distributed import Client
+        try:
+            box["client"] = Client(address, timeout=DASK_DEADLINE - 5)
+        except Exception as e:  # noqa: BLE001 -- any failure to connect is the user's address
+            box["error"] = e
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(DASK_DEADLINE)
+    if t.is_alive():
+        raise SpikeforgeError(f"no Dask scheduler answered within {DASK_DEADLINE:.0f} s", address)
+    if "error" in box:
+        e = box["error"]
+        raise SpikeforgeError(f"cannot connect to the Dask scheduler ({type(e).__name__}: {str(e)[:200]})", address)
+    client = box["client"]
+    if not client.scheduler_info()["workers"]:
+        client.close()
+        raise SpikeforgeError("the Dask cluster has no workers", address)
+    return client
+
+
+def run_dask(points: list[Point], client) -> Results:
+    """Evaluate `points` on the Dask cluster of `client` (see `connect`), each compile group
+    preferring one worker."""
+    from distributed import as_completed
+
     from spikeforge.sweep.evaluate import evaluate
 
-    with client:
-        workers = sorted(client.scheduler_info()["workers"])
-        if not workers:
-            raise SpikeforgeError("the Dask cluster has no workers", address)
-        futures = {}
-        for i, members in enumerate(group(points).values()):
-            for p in members:
-                f = client.submit(evaluate, p, pure=False, workers=[workers[i % len(workers)]],
-                                  allow_other_workers=True)
-                futures[f] = p
-        for f in as_completed(futures):
-            try:
-                row = f.result()
-            except Exception as e:  # noqa: BLE001 -- a lost worker: the point is an error, the sweep goes on
-                row = {"status": "error", "error": f"{type(e).__name__}: {e}"}
-            yield futures[f], row
+    workers = sorted(client.scheduler_info()["workers"])
+    futures = {}
+    for i, members in enumerate(group(points).values()):
+        for p in members:
+            f = client.submit(evaluate, p, pure=False, workers=[workers[i % len(workers)]], allow_other_workers=True)
+            futures[f] = p
+    for f in as_completed(futures):
+        try:
+            row = f.result()
+        except Exception as e:  # noqa: BLE001 -- a lost worker: the point is an error, the sweep goes on
+            row = {"status": "error", "error": f"{type(e).__name__}: {e}"}
+        yield futures[f], row

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from isa import SpikeforgeError
+from spikeforge.outdir import check_writable, write_all
 from spikeforge.sweep.store import read
 
 MAX_LEVELS = 12  # a parameter with more distinct values is binned (random samples)
@@ -33,6 +34,7 @@ def write_report(outdir: str, color_by: str | None = None) -> dict[str, Any]:
     """Write pareto.png, sensitivity_<param>.png and summary.md into OUTDIR; returns the files
     written and the Pareto-optimal rows per model."""
     meta, _, rows = read(outdir)
+    check_writable(outdir)
     params = meta.get("settings", {}).get("params", [])
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
@@ -42,15 +44,12 @@ def write_report(outdir: str, color_by: str | None = None) -> dict[str, Any]:
         raise SpikeforgeError(f"--color-by: '{color_by}' is not a parameter of this sweep ({', '.join(params)})")
     models = sorted({r["model"] for r in ok})
     fronts = {m: _front([r for r in ok if r["model"] == m]) for m in models}
-    out = Path(outdir)
-    files = [out / "pareto.png"]
-    _pareto_plot(ok, fronts, color_by, files[0])
+    writers = {"pareto.png": lambda path: _pareto_plot(ok, fronts, color_by, path)}
     for p in params:
-        files.append(out / _sensitivity_file(p))
-        _sensitivity_plot(ok, models, p, files[-1])
-    files.append(out / "summary.md")
-    files[-1].write_text(_summary(meta, rows, params, fronts))
-    return {"files": [str(f) for f in files], "pareto": fronts}
+        writers[_sensitivity_file(p)] = lambda path, p=p: _sensitivity_plot(ok, models, p, path)
+    writers["summary.md"] = lambda path: path.write_text(_summary(meta, rows, params, fronts))
+    write_all(outdir, writers)  # all or nothing
+    return {"files": [str(Path(outdir) / name) for name in writers], "pareto": fronts}
 
 
 def _sensitivity_file(param: str) -> str:

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from isa import SpikeforgeError
+from isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_memory, show
+from isa.safeio import load_yaml, read_text
 from isa.arch import OPTIONAL_FIELDS, Arch, apply_overrides, arch_doc, arch_from_doc, presets
 from mapping.dataflow import DATAFLOWS, OBJECTIVES
 
+MAX_POINTS = 10_000  # design points of one spec, unless --max-points says otherwise
 VERSION = "2"  # of the point configuration: a change invalidates stored results
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 FIELDS = ("arch", "models", "training", "timesteps", "batch", "rate", "input", "seed", "mode", "dataflow",
@@ -171,27 +173,23 @@ class _Check:
     def fail(self, path: str, msg: str) -> SpikeforgeError:
         return SpikeforgeError(f"{path}: {msg}", self.where)
 
-    def int_(self, d: dict, key: str, default: int, low: int) -> int:
+    def int_(self, d: dict, key: str, default: int, low: int, high: int) -> int:
         v = d.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise self.fail(key, f"must be an int >= {low}, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise self.fail(key, f"must be an int in [{low}, {high}], got {show(v)}")
         return v
 
     def number(self, path: str, v: Any) -> float | int:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-            raise self.fail(path, f"must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) < float("inf"):
+            raise self.fail(path, f"must be a finite number, got {show(v)}")
         return v
 
 
-def load_spec(path: str) -> Spec:
+def load_spec(path: str, max_points: int = MAX_POINTS) -> Spec:
     """Read and validate a sweep spec: every override path and value is checked by building the
-    architecture, every model by loading it, before any work starts."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SpikeforgeError(f"cannot read the sweep spec ({e.strerror})", path) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SpikeforgeError(f"invalid YAML ({getattr(e, 'problem', None) or e})", path) from None
+    architecture, every model by loading it, before any work starts; a spec of more than
+    `max_points` design points is refused before they are made."""
+    doc = load_yaml(read_text(path, path, "a sweep spec"), path, "a sweep spec")
     ck = _Check(path)
     if not isinstance(doc, dict):
         raise SpikeforgeError("must be a mapping (docs/sweeps.md)", path)
@@ -202,18 +200,19 @@ def load_spec(path: str) -> Spec:
     files: dict[str, str] = {}
     arch = _arch(doc.get("arch", "default"), folder, files, ck)
     base = base_doc(arch)
-    kw = dict(training=doc.get("training", False), timesteps=ck.int_(doc, "timesteps", 4, 1),
-              batch=ck.int_(doc, "batch", 1, 1), seed=ck.int_(doc, "seed", 0, 0), mode=doc.get("mode", "sparse"),
-              dataflow=doc.get("dataflow", "search"), objective=doc.get("objective", "energy"),
-              samples=ck.int_(doc, "samples", 0, 1) if "samples" in doc else 0,
-              sample_seed=ck.int_(doc, "sample_seed", 0, 0))
+    kw = dict(training=doc.get("training", False), timesteps=ck.int_(doc, "timesteps", 4, 1, MAX_TIMESTEPS),
+              batch=ck.int_(doc, "batch", 1, 1, MAX_BATCH), seed=ck.int_(doc, "seed", 0, 0, MAX_SEED),
+              mode=doc.get("mode", "sparse"), dataflow=doc.get("dataflow", "search"),
+              objective=doc.get("objective", "energy"),
+              samples=ck.int_(doc, "samples", 0, 1, max_points) if "samples" in doc else 0,
+              sample_seed=ck.int_(doc, "sample_seed", 0, 0, MAX_SEED))
     if not isinstance(kw["training"], bool):
-        raise ck.fail("training", f"must be true or false, got {kw['training']!r}")
+        raise ck.fail("training", f"must be true or false, got {show(kw['training'])}")
     if kw["mode"] not in ("sparse", "dense"):
-        raise ck.fail("mode", f"must be sparse or dense, got {kw['mode']!r}")
+        raise ck.fail("mode", f"must be sparse or dense, got {show(kw['mode'])}")
     for key, allowed in (("dataflow", DATAFLOWS), ("objective", OBJECTIVES)):
         if kw[key] not in allowed:
-            raise ck.fail(key, f"must be one of {', '.join(allowed)}, got {kw[key]!r}")
+            raise ck.fail(key, f"must be one of {', '.join(allowed)}, got {show(kw[key])}")
     rate, input_file, data = _input(doc, folder, files, ck)
     models = _models(doc, folder, files, ck, kw, data)
     params = _params(doc.get("params"), base, ck)
@@ -222,6 +221,10 @@ def load_spec(path: str) -> Spec:
         raise ck.fail("samples", "needed: a parameter draws from a distribution (uniform, log_uniform, choice)")
     if kw["samples"] and not drawn:
         raise ck.fail("samples", "no parameter to sample: give one uniform, log_uniform or choice")
+    n = len(models) * math.prod(len(p.values) for p in params if p.values) * max(kw["samples"], 1)
+    if n > max_points:
+        raise SpikeforgeError(f"{n} design points, more than the limit of {max_points} (raise it with --max-points)",
+                              path)
     spec = Spec(path, arch, models, params, rate=rate, input=input_file, files=files, **kw)
     for pt in spec.points():  # combinations (e.g. buffer roles) the single values did not check
         try:
@@ -238,7 +241,7 @@ def _digest(path: Path) -> str:
 
 def _arch(v: Any, folder: Path, files: dict, ck: _Check) -> str:
     if not isinstance(v, str):
-        raise ck.fail("arch", f"must be a preset name or an arch YAML file, got {v!r}")
+        raise ck.fail("arch", f"must be a preset name or an arch YAML file, got {show(v)}")
     if v in presets():
         return v
     path = folder / v
@@ -258,15 +261,13 @@ def _input(doc: dict, folder: Path, files: dict, ck: _Check) -> tuple[float | No
     if rate is not None and name is not None:
         raise ck.fail("rate", "give rate or input, not both")
     if rate is not None and not 0 <= ck.number("rate", rate) <= 1:
-        raise ck.fail("rate", f"must be in [0, 1], got {rate!r}")
+        raise ck.fail("rate", f"must be in [0, 1], got {show(rate)}")
     if name is None:
         return rate, None, None
+    from hwsim.simulate import read_input
+
     path = folder / str(name)
-    try:
-        with np.load(path) as f:
-            data = f["x"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ck.fail("input", f"cannot read array 'x' from {name!r} ({e})") from None
+    data = read_input(str(path), f"{ck.where}: input")
     files[str(path)] = _digest(path)
     return None, str(path), data
 
@@ -278,16 +279,18 @@ def _models(doc: dict, folder: Path, files: dict, ck: _Check, kw: dict, data) ->
     models = doc.get("models")
     models = [models] if isinstance(models, str) else models
     if not isinstance(models, list) or not models:
-        raise ck.fail("models", f"must be a zoo name or a non-empty list of zoo names and model files, got {models!r}")
+        raise ck.fail("models", f"must be a zoo name or a non-empty list of zoo names and model files, got {show(models)}")
     out = []
     for i, m in enumerate(models):
         if not isinstance(m, str):
-            raise ck.fail(f"models[{i}]", f"must be a zoo name or a model file, got {m!r}")
+            raise ck.fail(f"models[{i}]", f"must be a zoo name or a model file, got {show(m)}")
         path = folder / m
         is_file = Path(m).suffix.lower() in SUFFIXES or path.exists()
         name = str(path) if is_file else m
         try:
             graph = load_model(name, weights=False)
+            check_memory(f"a step of {graph.name} (T = {kw['timesteps']}, B = {kw['batch']})",
+                         graph.footprint(kw["timesteps"], kw["batch"], kw["training"]))
             if data is not None:
                 make_input(graph, kw["timesteps"], kw["batch"], None, 0, data)
         except SpikeforgeError as e:
@@ -305,7 +308,7 @@ def _params(v: Any, base: dict, ck: _Check) -> tuple[Param, ...]:
     for i, d in enumerate(v):
         at = f"params[{i}]"
         if not isinstance(d, dict):
-            raise ck.fail(at, f"must be a mapping with path and values (or a distribution), got {d!r}")
+            raise ck.fail(at, f"must be a mapping with path and values (or a distribution), got {show(d)}")
         for k in d:
             if k not in ("path", "values") + DISTRIBUTIONS:
                 raise ck.fail(f"{at}.{k}", f"unknown field (allowed: path, values, {', '.join(DISTRIBUTIONS)})")
@@ -318,13 +321,13 @@ def _params(v: Any, base: dict, ck: _Check) -> tuple[Param, ...]:
             raise ck.fail(at, f"give exactly one of values, {', '.join(DISTRIBUTIONS)}")
         kind, arg = kinds[0], d[kinds[0]]
         if not isinstance(arg, list) or not arg:
-            raise ck.fail(f"{at}.{kind}", f"must be a non-empty list, got {arg!r}")
+            raise ck.fail(f"{at}.{kind}", f"must be a non-empty list, got {show(arg)}")
         if kind in ("uniform", "log_uniform"):
             if len(arg) != 2:
-                raise ck.fail(f"{at}.{kind}", f"must be [low, high], got {arg!r}")
+                raise ck.fail(f"{at}.{kind}", f"must be [low, high], got {show(arg)}")
             lo, hi = (ck.number(f"{at}.{kind}", x) for x in arg)
             if not lo <= hi or kind == "log_uniform" and lo <= 0:
-                raise ck.fail(f"{at}.{kind}", f"needs {'0 < ' if kind == 'log_uniform' else ''}low <= high, got {arg!r}")
+                raise ck.fail(f"{at}.{kind}", f"needs {'0 < ' if kind == 'log_uniform' else ''}low <= high, got {show(arg)}")
         for j, value in enumerate(arg):
             try:
                 build_arch(base, {path: value})
@@ -336,7 +339,7 @@ def _params(v: Any, base: dict, ck: _Check) -> tuple[Param, ...]:
 
 def _check_path(path: Any, base: dict, at: str, ck: _Check) -> None:
     if not isinstance(path, str) or not path:
-        raise ck.fail(at, f"must be a dotted architecture field such as 'clock_mhz', got {path!r}")
+        raise ck.fail(at, f"must be a dotted architecture field such as 'clock_mhz', got {show(path)}")
     if path in OPTIONAL_FIELDS:  # may be left out of an arch file, and set all the same
         return
     node = base

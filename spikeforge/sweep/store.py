@@ -6,14 +6,18 @@ process writes, one committed transaction per finished point."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from isa import SpikeforgeError
+from spikeforge.outdir import check_writable, write_file
 
 DB = "results.sqlite"
+LOCK = ".lock"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (hash TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT);
 CREATE TABLE IF NOT EXISTS sweep (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,14 +28,38 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Store:
-    """An open results store; `add` inserts one row (adding missing columns) in one transaction."""
+@contextmanager
+def writer_lock(outdir: Path):
+    """Hold OUTDIR's writer lock (an flock on OUTDIR/.lock, released when the process ends, even
+    by SIGKILL); a second writer gets an error at once."""
+    with open(outdir / LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpikeforgeError("another `spikeforge sweep` is writing to this directory: wait for it to finish, "
+                                  "or use another OUTDIR", str(outdir)) from None
+        yield
 
-    def __init__(self, outdir: str | Path):
-        self.db = sqlite3.connect(Path(outdir) / DB, isolation_level=None)  # transactions are explicit
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.columns = [r[1] for r in self.db.execute("PRAGMA table_info(points)")]
+
+class Store:
+    """An open results store; `add` inserts one row (adding missing columns) in one transaction.
+    `readonly` opens an existing store for reading, its integrity and schema checked first."""
+
+    def __init__(self, outdir: str | Path, readonly: bool = False):
+        path = Path(outdir) / DB
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+                _check(self.db, path)
+            else:
+                self.db = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
+                if path.stat().st_size:
+                    _check(self.db, path)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
+            self.columns = [r[1] for r in self.db.execute("PRAGMA table_info(points)")]
+        except sqlite3.Error as e:
+            raise SpikeforgeError(f"cannot open the results store ({e})", str(path)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -75,18 +103,33 @@ class Store:
         self.db.execute("COMMIT")
 
 
+def _check(db: sqlite3.Connection, path: Path) -> None:
+    """A results store: an intact SQLite database with the tables `points` and `sweep`."""
+    try:
+        ok = db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        tables = {name: {r[1] for r in db.execute(f"PRAGMA table_info({name})")} for name in ("points", "sweep")}
+    except sqlite3.DatabaseError as e:
+        raise SpikeforgeError(f"not a results store: {e}", str(path)) from None
+    if not ok:
+        raise SpikeforgeError("the results store is corrupt (SQLite quick_check failed)", str(path))
+    if not {"hash", "status", "error"} <= tables["points"] or tables["sweep"] != {"key", "value"}:
+        raise SpikeforgeError("not a spikeforge results store (no `points` and `sweep` tables)", str(path))
+
+
 def read(outdir: str | Path) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
     """The sweep's meta (settings, files), columns and rows, ordered by model and parameters."""
     path = Path(outdir) / DB
     if not path.is_file():
         raise SpikeforgeError(f"no {DB} here: not a sweep output directory (spikeforge sweep SPEC -o OUTDIR)", str(outdir))
-    store = Store(outdir)
+    store = Store(outdir, readonly=True)
     try:
         meta = store.meta()
         order = [c for c in ["model", *meta.get("settings", {}).get("params", []), "hash"] if c in store.columns]
         cur = store.db.execute(f"SELECT * FROM points ORDER BY {', '.join(_q(c) for c in order)}")
         columns = [d[0] for d in cur.description]
         rows = [dict(zip(columns, r)) for r in cur]
+    except (sqlite3.Error, ValueError) as e:
+        raise SpikeforgeError(f"cannot read the results store ({e})", str(path)) from None
     finally:
         store.close()
     return meta, columns, rows
@@ -94,12 +137,14 @@ def read(outdir: str | Path) -> tuple[dict[str, Any], list[str], list[dict[str, 
 
 def export_csv(outdir: str | Path, file: str | Path) -> int:
     """Write the sweep's table as CSV (header, one line per point); returns the number of points."""
+    check_writable(str(file), "file")
     _, columns, rows = read(outdir)
-    try:
-        with open(file, "w", newline="") as f:
+
+    def write(path: Path) -> None:
+        with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(columns)
             w.writerows([r[c] for c in columns] for r in rows)
-    except OSError as e:
-        raise SpikeforgeError(f"cannot write ({e.strerror})", str(file)) from None
+
+    write_file(str(file), write)
     return len(rows)

@@ -213,7 +213,7 @@ MALFORMED = [
     ("input: {shape: [3]}\nlayers: []\n", "layers: must be a non-empty list of layers, got []"),
     ("input: {shape: [3]}\nlayer: [lif: {}]\n",
      "layer: unknown key (allowed: name, input, seed, weights, layers)"),
-    ("input: {shape: [3]}\nseed: -1\nlayers: [lif: {}]\n", "seed: must be a non-negative int, got -1"),
+    ("input: {shape: [3]}\nseed: -1\nlayers: [lif: {}]\n", "seed: must be an int in [0, 4294967295], got -1"),
     ("name: [a]\ninput: {shape: [3]}\nlayers: [lif: {}]\n", "name: must be a non-empty string, got ['a']"),
     ("- lif\n- add\n", "must be a mapping with a `layers` list, got ['lif', 'add']"),
     ("", "model file is empty (expected a mapping with a `layers` list)"),

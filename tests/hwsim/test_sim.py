@@ -170,7 +170,9 @@ def test_fp16_arithmetic_rounds_stored_values_and_stays_close_to_fp32():
 
     doc, _ = arch_doc("default")
     fp16 = arch_from_doc({**doc, "arithmetic": "fp16"}, "fp16.yaml")
-    assert fp16.arithmetic == "fp16" and arch_from_doc(doc).arithmetic == "fp32"
+    assert fp16.arithmetic == arch_from_doc(doc).arithmetic == "fp16"  # an FP16 chip computes in FP16
+    assert arch_from_doc({**doc, "arithmetic": "fp32"}).arithmetic == "fp32"
+    assert arch_from_doc({**doc, "precision": "fp32"}).arithmetic == "fp32"
     g = load_model("mlp", seed=0)
     x = make_input(g, 4, 2, 0.3, seed=1)
     stats = new_stats(g, 2, 4, False)

@@ -67,7 +67,7 @@ def test_overrides_change_a_field_by_path():
     ({"mesh.cols": 2.5}, "default: mesh.cols: must be a positive int, got 2.5"),
     ({"precision": "int3"}, "default: precision: must be one of fp16, fp32, got 'int3'"),
     ({"core.buffers.bn.role": "cache"}, "default: core.buffers.bn.role: must be one of"),
-    ({"dram.pj_per_bit": "lots"}, "default: dram.pj_per_bit: must be a number, got 'lots'"),
+    ({"dram.pj_per_bit": "lots"}, "default: dram.pj_per_bit: must be a (finite) number, got 'lots'"),
     ({"noc.hop_pj": 1}, "default: noc.hop_pj: no such field"),
     ({"core.engines": {"fp": {"pe_rows": 4, "pe_cols": 4}}}, "default: core.engines.bp: missing"),
 ])

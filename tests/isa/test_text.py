@@ -49,7 +49,7 @@ def test_graphs_with_different_weights_are_not_equal():
 @pytest.mark.parametrize("text, message", [
     ('graph "g" { %x = input() {shape = [3]}; %y = lif(%x) ', "line 1 column"),
     ('graph "g" { %x = input() {shape = [3]}; %y = lif(%z); }', "op 'y': input 'z' is not defined"),
-    ('graph "g" { %x = input() {shape = [3]}; %y = lif(%x) {beta = "a"}; }', "op 'y'.beta: must be a number"),
+    ('graph "g" { %x = input() {shape = [3]}; %y = lif(%x) {beta = "a"}; }', "op 'y'.beta: must be a (finite) number"),
     ('graph "g" { %x = input() {shape = [2]}; %y = linear(%x) {out_features = 1} with weight: [1, 2] b64"AAAAAA=="; }',
      "tensor 'weight' holds 1 values, its shape [1, 2] needs 2"),
     ("", "syntax error"),

@@ -137,7 +137,7 @@ def test_sweep_rows_equal_a_direct_simulation_of_each_point(sampled_run):
         assert {k: row[k] for k in flatten(rep["totals"])} == flatten(rep["totals"])
         assert row["clock_mhz"] == dict(p.overrides)["clock_mhz"] and row["training"] == 1
     energies = sorted(r["energy_pj"] for r in rows.values())
-    assert energies[0] < 0.5 * energies[-1]  # the parameters matter
+    assert energies[0] < 0.6 * energies[-1]  # the parameters matter (DRAM pJ 5-40: a fifth to a half of the energy)
     reseeded = evaluate(replace(points[0], seed=1))
     assert reseeded["status"] == "ok" and reseeded["loss"] != rows[points[0].hash]["loss"]
 
@@ -217,7 +217,7 @@ def test_rerun_skips_stored_points_adds_new_ones_and_refuses_other_settings(grid
     ({"params": [{"path": "dram.pj_per_bit", "log_uniform": [0, 2]}], "samples": 3}, "params[0].log_uniform"),
     ({"models": ["mlp", "nosuchnet"]}, "models[1]: 'nosuchnet' is neither a zoo model"),
     ({"input": "x.npz"}, "rate: give rate or input, not both"),
-    ({"timesteps": 0}, "timesteps: must be an int >= 1"),
+    ({"timesteps": 0}, "timesteps: must be an int in [1, 100000], got 0"),
     ({"mdoe": "dense"}, "mdoe: unknown field"),
 ])
 def test_spec_errors_name_the_path_and_exit_2_before_any_output(tmp_path, capsys, change, needle):
