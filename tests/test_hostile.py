@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 import spikeforge.cli
-from spikeforge.sweep.store import Store, writer_lock
+from spikeforge.sweep.store import Store, read, writer_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY = 2 * 2**30
@@ -607,6 +607,23 @@ def test_a_second_sweep_into_a_directory_gets_a_clear_error_at_once(d, tmp_path)
     assert (out / "results.sqlite").read_bytes() == before
 
 
+def test_two_sweeps_into_one_directory_the_second_gets_a_clear_error_and_nothing_is_lost(tmp_path):
+    spec = tmp_path / "race.yaml"
+    spec.write_text(yaml.safe_dump({"models": ["mlp"], "timesteps": 2, "rate": 0.3, "params": [
+        {"path": "clock_mhz", "values": list(range(100, 1300, 5))}]}))  # 240 points: a few seconds
+    out = tmp_path / "sw"
+    first = subprocess.Popen([sys.executable, "-m", "spikeforge", "sweep", str(spec), "-o", str(out), "--workers", "1"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "results.sqlite").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first sweep ended before the second could race it"
+    assert_one_error(["sweep", str(spec), "-o", str(out)], tmp_path, "another `spikeforge sweep`")
+    assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
+    _, _, rows = read(str(out))
+    assert len(rows) == 240 and len({r["hash"] for r in rows}) == 240 and all(r["status"] == "ok" for r in rows)
+
+
 def test_a_scheduler_address_where_a_non_dask_server_listens_fails_within_the_deadline(d):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -648,9 +665,13 @@ def _killed(file: str, argv: list[str], cwd: Path) -> None:
     assert p.returncode == -signal.SIGKILL, p.stderr.decode()[-2000:]
 
 
+DIGITS = str(Path(__file__).resolve().parents[1] / "examples" / "models" / "digits_mlp.yaml")
+
+
 @pytest.mark.parametrize("file, argv", [
     ("compile.json", ["compile", "mlp", "-T", "2", "-o", "out"]),
     ("report.json", ["simulate", "mlp", "-T", "2", "-o", "out"]),
+    ("train.json", ["train", DIGITS, "--epochs", "1", "-B", "128", "-T", "2", "-o", "out"]),
 ])
 def test_sigkill_during_the_final_write_leaves_nothing_half_written(tmp_path, file, argv):
     _killed(file, argv, tmp_path)
