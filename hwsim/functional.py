@@ -1,13 +1,20 @@
 """Functional simulation: the real spikes, membranes and gradients of a network over T steps, with
 the synaptic work the engines did, measured per output unit. Forward and BPTT follow
 docs/simulation.md (snnTorch `Leaky` conventions); linear and conv layers run on the event-driven
-Numba kernels of hwsim.kernels, everything element-wise in NumPy."""
+Numba kernels of hwsim.kernels, as do neuron updates, batch-norm, max pooling and FP16 rounding,
+the other element-wise ops in NumPy. `run` simulates chunks of samples in threads and applies
+their gradient accumulations in order, so results are those of the sequential loop bit for bit."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
+import numba
 import numpy as np
 
 from hwsim import kernels as K
@@ -46,7 +53,14 @@ def quantizer(fp16: bool):
     """Rounds arrays as FP16 storage would (values computed in FP32, stored in FP16)."""
     if not fp16:
         return lambda a: a
-    return lambda a: a.astype(np.float16).astype(np.float32)
+    return _fp16
+
+
+def _fp16(a: np.ndarray) -> np.ndarray:
+    """a.astype(np.float16).astype(np.float32) of a float32 array, on a kernel (NumPy's casts are slow)."""
+    out = np.array(a, np.float32, order="C")
+    K.round_fp16(out.reshape(-1))
+    return out
 
 
 def surrogate(op: Op, u: np.ndarray) -> np.ndarray:
@@ -71,37 +85,35 @@ def _conv_geometry(op: Op):
     return tuple(p["stride"]), tuple(p["padding"]), tuple(p["dilation"])
 
 
-def _hwc(a: np.ndarray, kind: str) -> np.ndarray:
-    """[B, C, H, W] (or [B, C, L]) to contiguous channels-last [B, H, W, C]."""
-    if kind == "conv1d":
-        a = a[:, :, None, :]
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
-
-
-def _chw(a: np.ndarray, kind: str) -> np.ndarray:
-    a = a.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(a[:, :, 0, :] if kind == "conv1d" else a)
+def _nchw(a: np.ndarray, kind: str) -> np.ndarray:
+    """[B, C, H, W] (or [B, C, L] as [B, C, 1, L]) float32 view for the conv kernels."""
+    a = np.asarray(a, np.float32)
+    return a[:, :, None, :] if kind == "conv1d" else a
 
 
 class Simulator:
     """Runs one graph; holds pre-transposed weights. `fp16` rounds stored values to FP16."""
 
     def __init__(self, graph: Graph, fp16: bool = False):
-        self.graph, self.q = graph, quantizer(fp16)
+        self.graph, self.q, self.fp16 = graph, quantizer(fp16), fp16
         self.ops = list(graph)
         self.w: dict[str, dict[str, np.ndarray]] = {}
+        self.coefs: dict[str, dict[str, np.ndarray]] = {}
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-read (and round) the weights of the graph, e.g. after an update."""
+        """Re-read (and round) the weights and neuron coefficients of the graph, e.g. after an update."""
         for op in self.ops:
+            if op.kind in NEURON_KINDS and op.kind != "threshold":
+                self.coefs[op.name] = _neuron_coefs(op)
             if op.kind in WEIGHT_KINDS:
                 w = self.q(op.tensors["weight"].astype(np.float32))
                 if op.kind == "linear":
                     self.w[op.name] = {"wt": np.ascontiguousarray(w.T), "w": np.ascontiguousarray(w)}
                 else:
                     w4 = w[:, :, None, :] if op.kind == "conv1d" else w
-                    self.w[op.name] = {"wf": np.ascontiguousarray(w4.transpose(1, 2, 3, 0)),
+                    cols = K.tap_order(w4.shape[3], _conv_geometry(op)[0][1])
+                    self.w[op.name] = {"wf": np.ascontiguousarray(w4.transpose(1, 2, 3, 0)[:, :, cols]),
                                        "wb": np.ascontiguousarray(w4.transpose(0, 2, 3, 1))}
 
     # ---- forward -------------------------------------------------------------------------------
@@ -122,13 +134,11 @@ class Simulator:
                 out += bias
             return out
         stride, pad, dil = _conv_geometry(op)
-        xh = _hwc(x.astype(np.float32), op.kind)
         oshape = op.type.shape if op.kind == "conv2d" else (op.type.shape[0], 1, op.type.shape[1])
-        out = np.zeros((B, oshape[1], oshape[2], oshape[0]), np.float32)
         g = op.params["groups"]
-        ev = K.conv_fwd(xh, self.w[op.name]["wf"], out, stride, pad, dil, g)
+        out, ev = K.conv_fwd(_nchw(x, op.kind), self.w[op.name]["wf"], stride, pad, dil, g, *oshape[1:])
         st.fp_ops[b0:b0 + B, t] = np.repeat(ev, oshape[0] // g, axis=1)
-        out = _chw(out, op.kind)
+        out = out.reshape((B,) + op.type.shape)
         if bias is not None:
             out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
         return out
@@ -142,11 +152,11 @@ class Simulator:
         for op in self.ops:
             if op.kind == "output":
                 continue
-            vals[op.name] = np.zeros((T, B) + op.type.shape, np.float32)
+            vals[op.name] = np.empty((T, B) + op.type.shape, np.float32)  # every step written below
             if op.kind in NEURON_KINDS and op.kind != "threshold":
-                mem[op.name] = np.zeros((T, B) + op.type.shape, np.float32)
+                mem[op.name] = np.empty((T, B) + op.type.shape, np.float32)
             if op.kind == "cubalif":
-                cur[op.name] = np.zeros((T, B) + op.type.shape, np.float32)
+                cur[op.name] = np.empty((T, B) + op.type.shape, np.float32)
         for t in range(T):
             for op in self.ops:
                 if op.kind == "output":
@@ -162,64 +172,61 @@ class Simulator:
                 else:
                     y = _elem_fwd(op, ins)
                 vals[op.name][t] = self.q(y)
-                st.out_nonzero[t] += np.count_nonzero(vals[op.name][t])
+                st.out_nonzero[t] += K.count_nonzero(vals[op.name][t])
         return vals, mem, cur
 
     def _neuron_fwd(self, op: Op, x, t, mem, cur):
         q = self.q
         if op.kind == "threshold":
             return (x > _coef(op, "threshold")).astype(np.float32)
-        gain, bias = _coef(op, "gain", 1.0), _coef(op, "bias")
-        u_prev = mem[t - 1] if t else np.zeros_like(x)
         drive = x
         if op.kind == "cubalif":
             i_prev = cur[t - 1] if t else np.zeros_like(x)
             cur[t] = q(_coef(op, "alpha") * i_prev + _coef(op, "gain_syn", 1.0) * x)
             drive = cur[t]
-        beta = np.float32(1.0) if op.kind == "if" else _coef(op, "beta")
-        if op.kind == "li":
-            mem[t] = q(beta * u_prev + gain * drive + bias)
-            return mem[t]
-        thr = _coef(op, "threshold")
-        r = (u_prev > thr).astype(np.float32) if t else np.zeros_like(x)
-        if op.params["reset"] == "subtract":
-            u = beta * u_prev + gain * drive + bias - r * thr
-        else:
-            u = beta * ((1 - r) * u_prev + r * _coef(op, "v_reset")) + gain * drive + bias
-        mem[t] = q(u)
-        return (mem[t] > thr).astype(np.float32)
+        c, B = self.coefs[op.name], x.shape[0]
+        spikes = np.empty(x.shape, np.float32)  # u_prev is not read at t = 0
+        K.leaky(drive.reshape(B, -1), mem[t - 1 if t else t].reshape(B, -1), t == 0, c["beta"], c["gain"], c["bias"],
+                c["threshold"], c["v_reset"], _reset_mode(op), mem[t].reshape(B, -1), spikes.reshape(B, -1))
+        if self.fp16:  # the kernel's spikes are those of the unrounded membrane
+            mem[t] = q(mem[t])
+            spikes = (mem[t] > _coef(op, "threshold")).astype(np.float32)
+        return mem[t] if op.kind == "li" else spikes
 
     # ---- backward ------------------------------------------------------------------------------
-    def backward(self, vals, mem, cur, dout: dict[str, np.ndarray], stats, grads, b0: int) -> None:
-        """BPTT from dL/d(output values) (`dout`: name -> [T, B, ...]); adds weight gradients
-        into `grads` ((op, tensor) -> array, in the graph's layout)."""
+    def backward(self, vals, mem, cur, dout: dict[str, np.ndarray], stats, b0: int) -> list:
+        """BPTT from dL/d(output values) (`dout`: name -> [T, B, ...]). Returns the gradient
+        accumulations in order, as functions of the gradient dict ((op, tensor) -> array, in the
+        kernels' layouts) that add into it: run applies them chunk after chunk."""
+        acc: list = []
         T = next(iter(vals.values())).shape[0]
-        g = {name: np.zeros_like(v) for name, v in vals.items()}
-        for name, d in dout.items():
-            g[name] += d
         carry_u: dict[str, np.ndarray] = {}
         carry_i: dict[str, np.ndarray] = {}
         for t in reversed(range(T)):
+            g = {name: np.zeros_like(v[t]) for name, v in vals.items()}  # dL/d(values at t)
+            for name, d in dout.items():
+                g[name] += d[t]
             for op in reversed(self.ops):
                 if op.kind in ("output", "input"):
                     continue
-                go = self.q(g[op.name][t])
+                go = self.q(g[op.name])
                 st = stats[op.name]
-                st.grad_nonzero[t] += np.count_nonzero(go)
+                st.grad_nonzero[t] += K.count_nonzero(go)
                 ins = [vals[i][t] for i in op.inputs]
                 if op.kind in WEIGHT_KINDS:
-                    gx = self._weight_bwd(op, ins[0], go, st, grads, b0, t,
+                    gx = self._weight_bwd(op, ins[0], go, st, acc, b0, t,
                                           need_x=self.graph[op.inputs[0]].kind != "input")
                     gxs = [gx]
                 elif op.kind in NEURON_KINDS:
                     gxs = [self._neuron_bwd(op, ins[0], go, t, mem, cur, carry_u, carry_i)]
                 else:
-                    gxs = _elem_bwd(op, ins, go, vals[op.name][t], grads)
+                    gxs = _elem_bwd(op, ins, go, vals[op.name][t], acc)
                 for i, gx in zip(op.inputs, gxs):
                     if gx is not None and self.graph[i].kind != "input":
-                        g[i][t] += gx
+                        g[i] += gx
+        return acc
 
-    def _weight_bwd(self, op, x, go, st, grads, b0, t, need_x: bool):
+    def _weight_bwd(self, op, x, go, st, acc, b0, t, need_x: bool):
         B = x.shape[0]
         if op.kind == "linear":
             n_in, m = x.shape[-1], op.type.shape[-1]
@@ -229,47 +236,56 @@ class Simulator:
             if need_x:
                 ops = K.linear_bwd(e2, self.w[op.name]["w"], gx)
                 st.bp_ops[b0:b0 + B, t] = ops.reshape(B, st.units, -1).sum(2)
-            key = (op.name, "weight:t")
-            if key not in grads:
-                grads[key] = np.zeros((n_in, m), np.float32)
-            ev = K.linear_wg(x2, e2, grads[key])
-            st.wg_ops[b0:b0 + B, t] = (ev[:, None] if len(op.type.shape) == 1 else
-                                       ev.reshape(B, st.units, -1).sum(2) * m)
+            acc.append(partial(_linear_wg, key=(op.name, "weight:t"), x2=x2, e2=e2, ops=st.wg_ops[b0:b0 + B, t],
+                               per_row=len(op.type.shape) > 1))
             if "bias" in op.tensors:
-                _acc(grads, (op.name, "bias"), e2.sum(0))
+                acc.append(partial(_acc, key=(op.name, "bias"), value=e2.sum(0)))
             return gx.reshape(x.shape)
         stride, pad, dil = _conv_geometry(op)
         groups = op.params["groups"]
-        xh = _hwc(x.astype(np.float32), op.kind)
-        eh = _hwc(go.astype(np.float32), op.kind)
-        gx = np.zeros_like(xh)
+        x4 = _nchw(x, op.kind)
+        eh = np.ascontiguousarray(_nchw(go, op.kind).transpose(0, 2, 3, 1))
+        gx = None
         if need_x:
-            st.bp_ops[b0:b0 + B, t] = K.conv_bwd(eh, self.w[op.name]["wb"], gx, stride, pad, dil, groups)
-        key = (op.name, "weight:hwc")
-        if key not in grads:
-            grads[key] = np.zeros_like(self.w[op.name]["wf"])
-        ev = K.conv_wg(xh, eh, grads[key], stride, pad, dil, groups)
-        st.wg_ops[b0:b0 + B, t] = np.repeat(ev, op.type.shape[0] // groups, axis=1)
+            gx, st.bp_ops[b0:b0 + B, t] = K.conv_bwd(eh, self.w[op.name]["wb"], stride, pad, dil, groups, *x4.shape[2:])
+            gx = gx.reshape(x.shape)
+        acc.append(partial(_conv_wg, key=(op.name, "weight:hwc"), shape=self.w[op.name]["wf"].shape, x4=x4, eh=eh,
+                           geometry=(stride, pad, dil, groups), ops=st.wg_ops[b0:b0 + B, t]))
         if "bias" in op.tensors:
-            _acc(grads, (op.name, "bias"), eh.sum((0, 1, 2)))
-        return _chw(gx, op.kind)
+            acc.append(partial(_acc, key=(op.name, "bias"), value=eh.sum((0, 1, 2))))
+        return gx
 
     def _neuron_bwd(self, op, x, go, t, mem, cur, carry_u, carry_i):
         if op.kind == "threshold":
             return go * surrogate(op, x)
-        gain = _coef(op, "gain", 1.0)
-        beta = np.float32(1.0) if op.kind == "if" else _coef(op, "beta")
-        du = carry_u.get(op.name, 0) + (go if op.kind == "li" else go * surrogate(op, mem[op.name][t]))
-        if op.kind != "li" and op.params["reset"] == "zero":
-            r = (mem[op.name][t - 1] > _coef(op, "threshold")).astype(np.float32) if t else 0
-            carry_u[op.name] = du * beta * (1 - r)
-        else:
-            carry_u[op.name] = du * beta
+        c, u, B = self.coefs[op.name], mem[op.name], go.shape[0]
+        if op.name not in carry_u:
+            carry_u[op.name] = np.zeros_like(go)
+        out = np.empty(go.shape, np.float32)
+        K.leaky_bwd(go.reshape(B, -1), u[t].reshape(B, -1), u[t - 1 if t else t].reshape(B, -1), t == 0,
+                    carry_u[op.name].reshape(B, -1), c["beta"], c["gain"], c["threshold"],
+                    np.float32(op.params.get("slope", 2.0)), op.params.get("surrogate", "atan") == "atan",
+                    _reset_mode(op), out.reshape(B, -1))
         if op.kind == "cubalif":
-            di = carry_i.get(op.name, 0) + du * gain
+            di = carry_i.get(op.name, 0) + out
             carry_i[op.name] = di * _coef(op, "alpha")
             return di * _coef(op, "gain_syn", 1.0)
-        return du * gain
+        return out
+
+
+def _reset_mode(op: Op) -> int:
+    """The reset of kernels.leaky: 0 none (li), 1 subtract, 2 zero."""
+    return 0 if op.kind == "li" else 1 if op.params["reset"] == "subtract" else 2
+
+
+def _neuron_coefs(op: Op) -> dict[str, np.ndarray]:
+    """The coefficients of kernels.leaky, one per neuron (flattened; scalars as broadcast views)."""
+    n = math.prod(op.type.shape)
+    out = {}
+    for name, default in (("beta", 0.0), ("gain", 1.0), ("bias", 0.0), ("threshold", 0.0), ("v_reset", 0.0)):
+        c = np.float32(1.0) if name == "beta" and op.kind == "if" else _coef(op, name, default)
+        out[name] = np.broadcast_to(c, op.type.shape).reshape(-1) if np.ndim(c) else np.broadcast_to(c, (n,))
+    return out
 
 
 def _graph_layout(graph: Graph, grads: dict) -> dict:
@@ -279,11 +295,29 @@ def _graph_layout(graph: Graph, grads: dict) -> dict:
         if tensor == "weight:t":
             out[(name, "weight")] = np.ascontiguousarray(g.T)
         elif tensor == "weight:hwc":
-            w = g.transpose(3, 0, 1, 2)
+            cols = np.argsort(K.tap_order(g.shape[2], _conv_geometry(graph[name])[0][1]))
+            w = g[:, :, cols].transpose(3, 0, 1, 2)
             out[(name, "weight")] = np.ascontiguousarray(w[:, :, 0, :] if graph[name].kind == "conv1d" else w)
         else:
             out[(name, tensor)] = g
     return out
+
+
+def _linear_wg(grads: dict, key, x2: np.ndarray, e2: np.ndarray, ops: np.ndarray, per_row: bool) -> None:
+    """Adds x2^T e2 into the linear weight gradient grads[key] [in, out]; its operations into ops."""
+    if key not in grads:
+        grads[key] = np.zeros((x2.shape[1], e2.shape[1]), np.float32)
+    ev = K.linear_wg(x2, e2, grads[key])
+    ops[:] = ev.reshape(len(ops), ops.shape[1], -1).sum(2) * e2.shape[1] if per_row else ev[:, None]
+
+
+def _conv_wg(grads: dict, key, shape, x4: np.ndarray, eh: np.ndarray, geometry, ops: np.ndarray) -> None:
+    """Adds the conv weight gradient of input x4 and errors eh into grads[key] (FP layout `shape`);
+    its operations into ops [B, units]."""
+    if key not in grads:
+        grads[key] = np.zeros(shape, np.float32)
+    ev = K.conv_wg(x4, eh, grads[key], *geometry)
+    ops[:] = np.repeat(ev, ops.shape[1] // geometry[3], axis=1)
 
 
 def _acc(grads: dict, key, value: np.ndarray) -> None:
@@ -299,10 +333,10 @@ def _pool_geometry(op: Op):
     return k, s, tuple(op.params["padding"])
 
 
-def _windows(x: np.ndarray, op: Op, fill: float) -> np.ndarray:
-    """[B, C, Ho, Wo, kh, kw] view of the padded input's pooling windows."""
+def _windows(x: np.ndarray, op: Op) -> np.ndarray:
+    """[B, C, Ho, Wo, kh, kw] view of the zero-padded input's pooling windows."""
     (kh, kw), (sh, sw), (ph, pw) = _pool_geometry(op)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
     Ho, Wo = op.type.shape[1:]
     return win[:, :, ::sh, ::sw][:, :, :Ho, :Wo]
@@ -324,13 +358,14 @@ def _elem_fwd(op: Op, ins: list[np.ndarray]) -> np.ndarray:
         return x * _coef(op, "scale", 1.0)
     if k == "batchnorm":
         a, c = _bn_affine(op, x.ndim)
-        return x * a + c
+        out = np.empty(x.shape, np.float32)
+        K.batchnorm(_per_channel(x), a.reshape(-1), c.reshape(-1), _per_channel(out))
+        return out
     if k == "pool2d":
         mode = op.params["mode"]
-        win = _windows(x, op, -np.inf if mode == "max" else 0.0)
         if mode == "max":
-            return win.max(axis=(4, 5))
-        y = win.sum(axis=(4, 5))
+            return K.max_pool(x, *_pool_geometry(op), op.type.shape[1:])[0]
+        y = _windows(x, op).sum(axis=(4, 5))
         return y / np.float32(math.prod(op.params["kernel"])) if mode == "avg" else y
     raise NotImplementedError(k)
 
@@ -340,6 +375,11 @@ def _axis(op: Op, x: np.ndarray) -> int:
     return (a + x.ndim - 1 if a < 0 else a) + 1
 
 
+def _per_channel(a: np.ndarray) -> np.ndarray:
+    """[B, C, ...] as a [B, C, P] view."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
 def _bn_affine(op: Op, ndim: int):
     t = op.tensors
     shape = (-1,) + (1,) * (ndim - 2)
@@ -347,7 +387,7 @@ def _bn_affine(op: Op, ndim: int):
     return a.reshape(shape).astype(np.float32), (t["beta"] - t["mean"] * a).reshape(shape).astype(np.float32)
 
 
-def _elem_bwd(op: Op, ins, go, y, grads) -> list:
+def _elem_bwd(op: Op, ins, go, y, acc: list) -> list:
     k = op.kind
     x = ins[0]
     if k in ("flatten", "reshape"):
@@ -365,10 +405,12 @@ def _elem_bwd(op: Op, ins, go, y, grads) -> list:
         a, _ = _bn_affine(op, x.ndim)
         t = op.tensors
         red = (0,) + tuple(range(2, x.ndim))
-        xhat = (x - t["mean"].reshape(a.shape)) / np.sqrt(t["var"] + np.float32(op.params["eps"])).reshape(a.shape)
-        _acc(grads, (op.name, "gamma"), (go * xhat).sum(red))
-        _acc(grads, (op.name, "beta"), go.sum(red))
-        return [go * a]
+        gxhat, gx = np.empty(go.shape, np.float32), np.empty(go.shape, np.float32)
+        K.batchnorm_bwd(_per_channel(x), _per_channel(go), t["mean"], np.sqrt(t["var"] + np.float32(op.params["eps"])),
+                        a.reshape(-1), _per_channel(gxhat), _per_channel(gx))
+        acc.append(partial(_acc, key=(op.name, "gamma"), value=gxhat.sum(red)))
+        acc.append(partial(_acc, key=(op.name, "beta"), value=go.sum(red)))
+        return [gx]
     if k == "pool2d":
         return [_pool_bwd(op, x, go)]
     raise NotImplementedError(k)
@@ -380,19 +422,19 @@ def _unbroadcast(g: np.ndarray, shape) -> np.ndarray:
 
 
 def _pool_bwd(op: Op, x: np.ndarray, go: np.ndarray) -> np.ndarray:
-    (kh, kw), (sh, sw), (ph, pw) = _pool_geometry(op)
-    mode = op.params["mode"]
+    geometry = _pool_geometry(op)
+    if op.params["mode"] == "max":
+        gx = np.zeros_like(x, np.float32)
+        K.max_pool_bwd(K.max_pool(x, *geometry, go.shape[2:])[1], go, *geometry, gx)
+        return gx
+    (kh, kw), (sh, sw), (ph, pw) = geometry
     B, C, H, W = x.shape
     Ho, Wo = go.shape[2:]
     gp = np.zeros((B, C, H + 2 * ph, W + 2 * pw), np.float32)
-    if mode == "max":
-        win = _windows(x, op, -np.inf).reshape(B, C, Ho, Wo, kh * kw)
-        first = win.argmax(axis=4)  # first maximum in row-major window order
-    scale = np.float32(1.0 / (kh * kw)) if mode == "avg" else np.float32(1.0)
+    scale = np.float32(1.0 / (kh * kw)) if op.params["mode"] == "avg" else np.float32(1.0)
     for i in range(kh):
         for j in range(kw):
-            contrib = go * scale if mode != "max" else go * (first == i * kw + j)
-            gp[:, :, i:i + sh * Ho:sh, j:j + sw * Wo:sw] += contrib
+            gp[:, :, i:i + sh * Ho:sh, j:j + sw * Wo:sw] += go * scale
     return gp[:, :, ph:ph + H, pw:pw + W]
 
 
@@ -434,32 +476,68 @@ def loss_grad(logits_t: np.ndarray, labels: np.ndarray, batch_total: int):
 def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, training: bool,
         chunk: int | None = None, record: bool = False, progress=None) -> RunResult:
     """Forward (and, when training, BPTT with the loss of `loss_grad`) over the whole batch, in
-    chunks of samples; returns measured stats, loss, weight gradients and recorded outputs."""
+    chunks of samples; returns measured stats, loss, weight gradients and recorded outputs.
+    Chunks run in NUMBA_NUM_THREADS threads (the kernels release the GIL); their gradient
+    accumulations are applied here, chunk after chunk, so every sum keeps its order."""
     T, B = next(iter(x.values())).shape[:2]
     stats = new_stats(sim.graph, B, T, training)
     res = RunResult(stats)
     out_name = output_name(sim.graph)
     chunk = chunk or B
+    starts = range(0, B, chunk)
     losses = []
     recorded: dict[str, list] = {}
-    for b0 in range(0, B, chunk):
-        xs = {k: v[:, b0:b0 + chunk] for k, v in x.items()}
-        vals, mem, cur = sim.forward(xs, stats, b0)
-        if labels is not None:
-            loss, dout, correct = loss_grad(vals[out_name], labels[b0:b0 + chunk], B)
+
+    def step(b0: int):
+        """One chunk on stats of its own: values, stats, loss, correct and gradient accumulations."""
+        st = new_stats(sim.graph, min(chunk, B - b0), T, training)
+        vals, mem, cur = sim.forward({k: v[:, b0:b0 + chunk] for k, v in x.items()}, st, 0)
+        if labels is None:
+            return vals, st, None, 0, []
+        loss, dout, correct = loss_grad(vals[out_name], labels[b0:b0 + chunk], B)
+        return vals, st, loss, correct, sim.backward(vals, mem, cur, {out_name: dout}, st, 0) if training else []
+
+    def finish(b0: int, vals, st, loss, correct, acc) -> None:
+        """Applies a chunk's gradient accumulations and adds its stats, loss and values."""
+        for f in acc:
+            f(res.grads)
+        _merge(stats, st, b0)
+        if loss is not None:
             losses.append(loss)
             res.correct += correct
-            if training:
-                sim.backward(vals, mem, cur, {out_name: dout}, stats, res.grads, b0)
         if record:
             for name, v in vals.items():
                 recorded.setdefault(name, []).append(v)
         if progress:
             progress(min(b0 + chunk, B))
+
+    workers = min(numba.config.NUMBA_NUM_THREADS, len(starts))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:  # a chunk more than the workers in flight, not the batch
+            todo = iter(starts)
+            pending = deque((b, pool.submit(step, b)) for b in itertools.islice(todo, workers + 1))
+            while pending:
+                b0, future = pending.popleft()
+                pending.extend((b, pool.submit(step, b)) for b in itertools.islice(todo, 1))
+                finish(b0, *future.result())
+    else:
+        for b0 in starts:
+            finish(b0, *step(b0))
     res.loss = float(sum(losses)) if losses else None
     res.grads = _graph_layout(sim.graph, res.grads)
     res.values = {k: np.concatenate(v, axis=1) for k, v in recorded.items()}
     return res
+
+
+def _merge(stats: dict[str, OpStats], part: dict[str, OpStats], b0: int) -> None:
+    """Adds the stats of a chunk starting at sample b0 into those of the batch."""
+    for name, p in part.items():
+        st = stats[name]
+        st.out_nonzero += p.out_nonzero
+        st.grad_nonzero += p.grad_nonzero
+        for f in ("fp_ops", "bp_ops", "wg_ops"):
+            if getattr(p, f) is not None:
+                getattr(st, f)[b0:b0 + len(getattr(p, f))] = getattr(p, f)
 
 
 def sgd_update(graph: Graph, grads: dict, lr: float) -> int:
