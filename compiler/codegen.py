@@ -19,6 +19,19 @@ def _buffer(arch: Arch, role: str, engine: str) -> str:
     return arch.buffer_for(role, engine).name
 
 
+def _split(pairs: set[tuple[str, float]], size: int) -> dict[str, int]:
+    """Bytes at each home of a window of `size` bytes waiting at `pairs` of (home, share held
+    there; the rest in DRAM): a global buffer keeps the largest share asked of it, DRAM the
+    largest remainder."""
+    out: dict[str, int] = {}
+    for home, share in pairs:
+        part = size if home == DRAM else int(size * share)
+        out[home] = max(out.get(home, 0), part)
+        if part < size:
+            out[DRAM] = max(out.get(DRAM, 0), size - part)
+    return {k: v for k, v in out.items() if v}
+
+
 class _Emitter:
     def __init__(self, plan: Plan, schedule: Schedule, df: Dataflow, core: tuple[int, int]):
         self.plan, self.sched, self.df, self.arch, self.core = plan, schedule, df, plan.arch, core
@@ -70,6 +83,12 @@ class _Emitter:
         """Where the errors g returns to group `src` go: the NoC, or the home where they wait."""
         return CORE if self.df.together(src, g.name) else self.df.flows[g.name].errors
 
+    def _waits(self, src: str, consumers: list[Group], kind: str) -> set[tuple[str, float]]:
+        """(home, share held there) of the `inputs` or `errors` windows between `src` and each
+        consumer that does not run in its loop nest."""
+        return {(getattr(self.df.flows[h.name], kind), getattr(self.df.flows[h.name], f"{kind}_share"))
+                for h in consumers if not self.df.together(src, h.name)}
+
     def _per_step(self, g: Group) -> bool:
         """Are g's weight tiles fetched (and its weight gradient flushed) at every (sample, step)?"""
         return self.df.flows[g.name].window == 1
@@ -120,13 +139,14 @@ class _Emitter:
         where a consumer's input window waits outside the cores."""
         out = []
         size = self._bytes(g.out_size * self._share(g, ps), g.last.type.kind == "spike")
-        homes = {self._inputs_home(g.name, h) for h in self.consumers[g.name]} - {CORE}
+        parts = _split(self._waits(g.name, self.consumers[g.name], "inputs"), size)
         if self.plan.config.training and g.last.type.kind == "spike" and all(p.id in self.df.spilled_bptt for p in ps):
-            homes -= {self.df.flows[g.name].bptt}  # the spilled BPTT state holds these spikes already
+            parts.pop(self.df.flows[g.name].bptt, None)  # the spilled BPTT state holds these spikes already
         if self._stored_later(g, r):
-            homes.add(DRAM)
-        for home in sorted(homes):
-            out.append(Instr("dma.store", (_buffer(self.arch, "spikes", "fp"), size, "activations", g.last.name, home)))
+            parts[DRAM] = size
+        for home in sorted(parts):
+            out.append(Instr("dma.store", (_buffer(self.arch, "spikes", "fp"), parts[home], "activations",
+                                           g.last.name, home)))
         return out
 
     def _from_elsewhere(self, e, g: Group, ps: list[Piece], r: int) -> float:
@@ -154,10 +174,12 @@ class _Emitter:
             home = self._inputs_home(e.src, g)
             reads = 1 if home == CORE or self._per_step(g) else self.df.flows[g.name].tiles
             level = DRAM if e.src not in self.gmap or home == CORE else home
+            share = self.df.flows[g.name].inputs_share if level == home else 1.0
             size = self._bytes(elems, e.spike) * reads
             kind = "spike" if e.spike else "psum"
             if e.aligned or self.core == cores[0]:
-                out.append(Instr("dma.load", (_buffer(self.arch, "input", "fp"), size, "activations", g.root.name, level)))
+                out += [Instr("dma.load", (_buffer(self.arch, "input", "fp"), part, "activations", g.root.name, lvl))
+                        for lvl, part in sorted(_split({(level, share)}, size).items())]
             if not e.aligned and self.core == cores[0]:
                 out += [Instr("noc.send", (kind, c, size, e.src_op)) for c in cores[1:]]
             elif not e.aligned:
@@ -174,11 +196,11 @@ class _Emitter:
         ps = self._mine(g.name, st.round) if g else []
         if ps:
             size = math.ceil(g.out_size * self._share(g, ps)) * self.vb
-            homes = {self._errors_home(g.name, h) for h in self.consumers[g.name]} - {CORE}
+            parts = _split(self._waits(g.name, self.consumers[g.name], "errors"), size)
             if self._stored_later(g, st.round) and not any(o.name in self.graph_outputs for o in g.ops):
-                homes.add(DRAM)
-            out += [Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), size, "errors", g.last.name, home))
-                    for home in sorted(homes)]
+                parts[DRAM] = size
+            out += [Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), parts[home], "errors", g.last.name, home))
+                    for home in sorted(parts)]
             out += [Instr("noc.recv", ("grad", l.b, l.bwd, self.gmap[l.dst].root.name))
                     for l in self.plan.links if l.src == g.name and l.a == self.core and l.round == st.round and l.bwd
                     and self._errors_home(g.name, self.gmap[l.dst]) == CORE]
@@ -209,8 +231,9 @@ class _Emitter:
                     continue
                 if not e.aligned:
                     out += [Instr("noc.recv", ("grad", c, size, g.root.name)) for c in cores[1:]]
-                out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), size, "errors", g.root.name,
-                                               DRAM if home == CORE else home)))
+                share = 1.0 if home == CORE else self.df.flows[g.name].errors_share
+                out += [Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), part, "errors", g.root.name, lvl))
+                        for lvl, part in sorted(_split({(DRAM if home == CORE else home, share)}, size).items())]
         out.append(self._next_barrier())
         return out
 

@@ -58,6 +58,12 @@ class Compiled:
     objective: str = "energy"
     estimate: Estimate | None = None
     candidates: list[Estimate] = field(default_factory=list)  # every candidate priced, the chosen one included
+    programs: list[Program] = field(default_factory=list, repr=False)  # their programs, in the same order
+
+    @property
+    def alternatives(self) -> tuple[Program, ...]:
+        """The other candidates' programs, for a profile-guided choice in `hwsim.simulate`."""
+        return tuple(p for p in self.programs if p is not self.program)
 
 
 @dataclass
@@ -93,7 +99,7 @@ def pick(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, cands: list[C
     estimates = [c.estimate(chip) for c in cands]
     best = min(range(len(cands)), key=lambda i: estimates[i].score(objective))
     return Compiled(graph, chip, plan, schedule, cands[best].program, cands[best].dataflow, objective,
-                    estimates[best], estimates)
+                    estimates[best], estimates, [c.program for c in cands])
 
 
 def compile_model(model: Graph | str, arch: Arch | str = "default", training: bool = False, timesteps: int = 4,

@@ -49,11 +49,19 @@ def make_input(graph: Graph, timesteps: int, batch: int, rate: float | None, see
     return rng.random(shape, dtype=np.float32)
 
 
+OBJECTIVES = {"energy": lambda c: sum(c.energy.values()), "latency": lambda c: c.timing.seconds,
+              "edp": lambda c: sum(c.energy.values()) * c.timing.seconds}
+
+
 def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: np.ndarray | None = None,
-             mode: str = "sparse", seed: int = 0, lr: float = 0.01, record: bool = False, progress=None) -> dict:
+             mode: str = "sparse", seed: int = 0, lr: float = 0.01, record: bool = False, progress=None,
+             alternatives: tuple[Program, ...] = (), objective: str = "energy") -> dict:
     """Simulate one inference or training step (`program.header.training`) of `graph` on `x`
     [T, B, *input]; returns the report (report.json) and, with `record`, the outputs per op
-    under the key `_values` (not part of the JSON). A training step updates the graph's weights."""
+    under the key `_values` (not part of the JSON). A training step updates the graph's weights.
+    With `alternatives` (the other candidates of a dataflow search), every program is walked with
+    the measured work and spikes and the best for `objective` is reported: a profile-guided choice
+    (the functional result does not depend on it)."""
     if mode not in ("sparse", "dense"):
         raise SpikeforgeError(f"mode: must be sparse or dense, got {mode!r}")
     training = program.header.training
@@ -64,8 +72,18 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
     res = functional_step(graph, x, training, arch.arithmetic, labels, seed, record, progress)
     if training:
         sgd_update(graph, res.grads, lr)
-    costs = run_costs(program, graph, arch, res.stats, mode)
-    return report_from(graph, program, arch, res, costs, mode, seed)
+    if objective not in OBJECTIVES:
+        raise SpikeforgeError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    walked = [(p, run_costs(p, graph, arch, res.stats, mode)) for p in (program, *alternatives)]
+    best, costs = min(walked, key=lambda pc: OBJECTIVES[objective](pc[1]))
+    rep = report_from(graph, best, arch, res, costs, mode, seed)
+    if alternatives:
+        rep["dataflow"] = {"compiled": program.header.dataflow, "chosen": best.header.dataflow,
+                           "objective": objective,
+                           "measured": [{"name": p.header.dataflow, "energy_pj": round(sum(c.energy.values()), 3),
+                                         "latency_s": c.timing.seconds, "dram_bytes": int(c.activity.total.dram_bytes)}
+                                        for p, c in walked]}
+    return rep
 
 
 def functional_step(graph: Graph, x: np.ndarray, training: bool, arithmetic: str = "fp32",

@@ -50,6 +50,8 @@ class Flow:
     bptt: str = DRAM  # of the pieces whose state does not fit their core's BPTT banks
     inputs: str = CORE  # sample/batch orders: where the group's input window waits
     errors: str = CORE  # sample/batch orders, training: where the errors it sends back wait
+    inputs_share: float = 1.0  # the part of the input window held at `inputs` (a global buffer); the rest in DRAM
+    errors_share: float = 1.0  # the same for the errors
     tiles: int = 1  # weight tiles of its largest piece in one engine tile buffer
     window: int = 1  # (sample, step) iterations one fetched weight tile serves
     segment: int = 0  # groups of one segment run in one loop nest (fused when it holds several)
@@ -225,41 +227,70 @@ def _window_homes(plan: Plan, df: Dataflow) -> None:
 
 
 def _allocate_global(plan: Plan, df: Dataflow, spilled_bptt: dict[str, int]) -> None:
-    """Give the global buffers to the tensors that save the most DRAM bytes per byte they hold."""
+    """Give the global buffers to the tensors that save the most DRAM bytes per byte and per unit
+    of time they hold them (greedy). Time runs over the loop nests of the step: the segments' FP,
+    then their BP in reverse, then the update. Weights and weight gradients hold their space for
+    the whole step; BPTT state from its group's FP to its BP; a waiting input window from its
+    first producer's FP to its consumer's FP; returned errors from the consumer's BP to the
+    first producer's BP. So windows of different layers, and the FP's inputs and the BP's errors,
+    share the same bytes. A window may be held in part, the rest waiting in DRAM. In the `step`
+    order every layer runs in every loop nest: everything holds its space for the whole step."""
     arch, cfg = plan.arch, plan.config
     T, B, training = cfg.timesteps, cfg.batch, cfg.training
     resident = {p.group for p in plan.pieces if p.id in df.resident_weights}
     rewrites = B if df.order == "sample" else 1  # a waiting window is written per sample, or once
-    items = []  # (saved DRAM bytes, bytes held, tensor kind, group)
+    n = max(f.segment for f in df.flows.values()) + 1
+    end = 2 * n  # the update
+    segment = {name: f.segment for name, f in df.flows.items()}
+
+    def span(lo: int, hi: int) -> tuple[int, int]:
+        return (0, end) if df.order == "step" else (lo, hi)
+
+    items = []  # (saved DRAM bytes, bytes held, (first, last) time held, tensor kind, group, may be held in part)
     for g in plan.groups:
-        f = df.flows[g.name]
+        f, s = df.flows[g.name], segment[g.name]
         fetches = T * B // f.window  # tile fetches per pass
         w = weight_bytes(g, g.units, arch)
         if w and g.name not in resident:
             from_dram = fetches * (2 if training else 1) * w + (2 * w if training else 0)  # passes, update
             from_global = w * (2 if training else 1)  # loaded once, written back once after the update
-            items.append((from_dram - from_global, w, "weights", g.name))
+            items.append((from_dram - from_global, w, (0, end), "weights", g.name, False))
         if training and w and not any(p.id in df.resident_wgrad for p in plan.pieces_of(g.name)):
-            items.append((2 * fetches * w, w, "wgrad", g.name))
+            items.append((2 * fetches * w, w, span(end - 1 - s, end), "wgrad", g.name, False))
         if spilled_bptt.get(g.name):
             held = spilled_bptt[g.name]
-            items.append((2 * held * (B if df.order != "batch" else 1), held, "bptt", g.name))
+            items.append((2 * held * (B if df.order != "batch" else 1), held, span(s, end - 1 - s), "bptt", g.name, False))
         inputs, errors = _held(plan, df, g)
+        first = min((segment[e.src] for e in g.in_edges if e.src in segment and not df.together(e.src, g.name)),
+                    default=s)
         if f.inputs == DRAM:  # written once, read once per weight tile (once when fetched per step)
-            items.append(((1 + (f.tiles if f.window > 1 else 1)) * inputs * rewrites, inputs, "inputs", g.name))
+            items.append(((1 + (f.tiles if f.window > 1 else 1)) * inputs * rewrites, inputs, span(first, s),
+                          "inputs", g.name, True))
         if training and f.errors == DRAM:
-            items.append((2 * errors * rewrites, errors, "errors", g.name))
-    free = {b.name: b.bytes for b in arch.global_buffers}
+            items.append((2 * errors * rewrites, errors, span(end - 1 - s, end - 1 - first), "errors", g.name, True))
+    free = {b.name: [b.bytes] * (end + 1) for b in arch.global_buffers}
     roles = {"weights": "weights", "wgrad": "wgrad", "bptt": "bptt", "inputs": "spikes", "errors": "psum"}
-    for saved, held, kind, name in sorted(items, key=lambda i: (-i[0] / max(i[1], 1), i[3], i[2])):
-        if saved <= 0:
+
+    def density(i) -> float:
+        saved, held, (lo, hi) = i[:3]
+        return saved / max(held, 1) / (hi - lo + 1)
+
+    for saved, held, (lo, hi), kind, name, partial in sorted(items, key=lambda i: (-density(i), i[4], i[3])):
+        if saved <= 0 or held <= 0:
             continue
-        buf = next((b for b in arch.global_buffers if roles[kind] in b.roles and free[b.name] >= held), None)
-        if buf is None:
+        for buf in arch.global_buffers:
+            room = min(free[buf.name][lo:hi + 1])
+            take = min(held, room) if partial else (held if room >= held else 0)
+            if roles[kind] in buf.roles and take >= min(held, 1024):
+                break
+        else:
             continue
-        free[buf.name] -= held
+        for t in range(lo, hi + 1):
+            free[buf.name][t] -= take
         setattr(df.flows[name], kind, buf.name)
-    df.global_used = {b.name: b.bytes - free[b.name] for b in arch.global_buffers}
+        if partial:
+            setattr(df.flows[name], f"{kind}_share", take / held)
+    df.global_used = {b.name: b.bytes - min(free[b.name]) for b in arch.global_buffers}
 
 
 def dram_lower_bound(plan: Plan) -> dict[str, int]:

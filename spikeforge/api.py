@@ -143,7 +143,7 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
     if out is not None:
         check_writable(out)
     data = None if input_file is None else read_input(input_file, "--input", allow_nonfinite)
-    program = None
+    program, alternatives = None, ()
     if os.path.isdir(model):
         graph, chip, program = _from_compile_dir(model, allow_nonfinite)
         timesteps, batch, training = program.header.timesteps, program.header.batch, program.header.training
@@ -153,10 +153,11 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
     if program is None:
         c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed,
                           dataflow=dataflow, objective=objective)
-        chip, program = c.arch, c.program
+        chip, program, alternatives = c.arch, c.program, c.alternatives
     x = make_input(graph, timesteps, batch, rate, seed, data)
     with bar(progress, batch, "simulating") as advance:
-        rep = simulate(graph, program, chip, x, mode=mode, seed=seed, record=record_spikes, progress=advance)
+        rep = simulate(graph, program, chip, x, mode=mode, seed=seed, record=record_spikes, progress=advance,
+                       alternatives=alternatives, objective=objective)
     values = rep.pop("_values", None)
     if out is not None:
         files = {"report.json": lambda p: p.write_text(json.dumps(rep, indent=2) + "\n")}

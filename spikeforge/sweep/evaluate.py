@@ -1,18 +1,18 @@
 """One design point, in a worker: mapping, dataflow search, functional simulation, activity,
 report totals.
 
-Each worker process keeps these caches, so a point usually costs a dataflow search (analytic,
-no simulation) and a re-pricing only:
+Each worker process keeps these caches, so a point usually costs re-pricing only. Like
+`simulate`, a point chooses among the dataflow candidates by their walks with the measured work
+(a profile-guided choice):
 - the mapping (plan and schedule) per `Point.compile_key` (model, seed, base arch, the overrides
   the mapper reads, training, T, B): points that change only clock, energy, DRAM, NoC or engine
-  figures share it; the dataflow search runs per point, since it prices with those figures;
+  figures share it;
 - the functional result (spikes, gradients, measured work) per (model, seed, T, B, training,
   input, arithmetic): every point of a sweep over the hardware shares it;
 - the dataflow candidates (programs and their dense activities) per mapping and the arch fields
-  the counting reads (engine lanes, buffer ports, NoC link): the search per point only re-prices
-  them;
-- the measured activity per (candidate, functional key, mode): points whose search picks an
-  already walked program only re-price it (`hwsim.cost.reprice`);
+  the counting reads (engine lanes, buffer ports, NoC link);
+- the measured activity per (candidate, functional key, mode): each point re-prices every
+  candidate's (`hwsim.cost.reprice`) and keeps the best for its objective;
 - the model graph (with weights) per (model, seed), and the base architecture document.
 """
 
@@ -23,11 +23,11 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from compiler.driver import candidates, pick
+from compiler.driver import candidates
 from compiler.frontends import load_model
 from hwsim.cost import reprice, run_costs
 from hwsim.functional import RunResult
-from hwsim.simulate import functional_step, make_input, read_input, report_from
+from hwsim.simulate import OBJECTIVES, functional_step, make_input, read_input, report_from
 from isa import Graph, SpikeforgeError
 from mapping.dataflow import check_tiles
 from mapping.plan import MapConfig, map_graph
@@ -106,13 +106,14 @@ def evaluate(point: Point) -> dict[str, Any]:
         plan, schedule = _mapping(*point.compile_key)
         ckey = (point.compile_key, point.dataflow, _structure(arch))
         cands = _cached(_CANDIDATES, ckey, lambda: candidates(graph, arch, plan, schedule, point.dataflow), 4)
-        compiled = pick(graph, arch, plan, schedule, cands, point.objective)
         fkey = (point.model, point.seed, point.timesteps, point.batch, point.training, point.rate, point.input,
                 arch.arithmetic)
         res = _functional(*fkey)
-        act = _cached(_ACTIVITY, (ckey, compiled.dataflow.name, fkey, point.mode),
-                      lambda: run_costs(compiled.program, graph, arch, res.stats, point.mode).activity, 16)
-        report = report_from(graph, compiled.program, arch, res, reprice(act, arch), point.mode, point.seed)
+        walked = [(c.program, reprice(_cached(_ACTIVITY, (ckey, c.name, fkey, point.mode),
+                                              lambda c=c: run_costs(c.program, graph, arch, res.stats, point.mode).activity,
+                                              64), arch)) for c in cands]
+        program, costs = min(walked, key=lambda pc: OBJECTIVES[point.objective](pc[1]))  # as `simulate` chooses
+        report = report_from(graph, program, arch, res, costs, point.mode, point.seed)
     except SpikeforgeError as e:
         return {"status": "error", "error": str(e)}
     except Exception as e:  # noqa: BLE001 -- one broken point (a bug, out of memory) must not end the sweep

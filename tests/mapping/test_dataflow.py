@@ -73,7 +73,32 @@ def test_naive_reads_every_weight_at_every_sample_and_step():
     assert dram["gradients"] >= (2 * B * T + 1) * sum(w.values())
 
 
-@pytest.mark.parametrize("model, within", [("vgg11", 1.5), ("resnet18", 1.6)])
+@pytest.mark.parametrize("objective", ["energy", "latency"])
+def test_simulate_keeps_the_candidate_whose_measured_walk_is_best(objective):
+    g = load_model(TINY, seed=2)
+    c = compile_model(g, "large64", training=True, timesteps=3, batch=2, objective=objective)
+    assert len(c.alternatives) == len(c.programs) - 1 >= 4
+    x = make_input(g, 3, 2, 0.6, seed=4)  # spikes far above the planned rate: the NoC weighs more
+    weights = {(op.name, k): w.copy() for op in g for k, w in op.tensors.items()}
+    rep = simulate(g, c.program, c.arch, x, seed=4, alternatives=c.alternatives, objective=objective)
+    measured = {m["name"]: m for m in rep["dataflow"]["measured"]}
+    assert set(measured) == {p.header.dataflow for p in c.programs}
+    key = "energy_pj" if objective == "energy" else "latency_s"
+    best = min(measured, key=lambda n: measured[n][key])
+    assert rep["dataflow"]["compiled"] == c.dataflow.name and rep["dataflow"]["chosen"] == best
+    assert rep["config"]["dataflow"] == best and rep["totals"][key] == measured[best][key]
+    for op in g:  # each candidate walked the one functional step: a single update
+        for k, w in op.tensors.items():
+            g[op.name].tensors[k][...] = weights[(op.name, k)]
+    for p in c.programs:  # the same walks, one program at a time
+        r = simulate(g, p, c.arch, x, seed=4)
+        assert r["totals"][key] == measured[p.header.dataflow][key]
+        for op in g:
+            for k, w in op.tensors.items():
+                g[op.name].tensors[k][...] = weights[(op.name, k)]
+
+
+@pytest.mark.parametrize("model, within", [("vgg11", 1.5), ("resnet18", 1.5)])
 def test_the_searched_dataflow_moves_each_weight_a_few_times_and_nears_the_floor(model, within):
     params = load_model(model, weights=False).param_count() * 2  # FP16 bytes
     per_t = {}
