@@ -29,13 +29,12 @@ from spikeforge.train import encode, epoch_batches, load_dataset, plot, train
 MODEL = str(Path(__file__).parent / "models" / "digits_mlp.yaml")
 
 
-def train_snntorch(graph, data, epochs: int, batch: int, timesteps: int, lr: float, seed: int) -> list[float]:
-    """The same network, weights, batches, loss and SGD in snnTorch; test accuracy per epoch."""
+def snntorch_twin(graph):
+    """The digits MLP in snnTorch with `graph`'s weights: (its parameters, forward), where
+    forward maps x [T, B, 64] to the readout membrane [T, B, 10]."""
     import snntorch as snn
     import torch
-    import torch.nn.functional as F
 
-    torch.manual_seed(seed)
     fc1, fc2 = (torch.nn.Linear(*graph[n].tensors["weight"].shape[::-1]) for n in ("fc1", "fc2"))
     with torch.no_grad():
         for lin, n in ((fc1, "fc1"), (fc2, "fc2")):
@@ -43,10 +42,8 @@ def train_snntorch(graph, data, epochs: int, batch: int, timesteps: int, lr: flo
             lin.bias.copy_(torch.from_numpy(graph[n].tensors["bias"]))
     lif1 = snn.Leaky(beta=graph["lif1"].params["beta"], threshold=graph["lif1"].params["threshold"])
     readout = snn.Leaky(beta=graph["readout"].params["beta"], reset_mechanism="none")
-    params = list(fc1.parameters()) + list(fc2.parameters())
-    opt = torch.optim.SGD(params, lr=lr)
 
-    def forward(x):  # x [T, B, 64] -> readout membrane [T, B, 10]
+    def forward(x):
         m1, m2 = lif1.init_leaky(), readout.init_leaky()
         out = []
         for t in range(x.shape[0]):
@@ -55,6 +52,17 @@ def train_snntorch(graph, data, epochs: int, batch: int, timesteps: int, lr: flo
             out.append(m2)
         return torch.stack(out)
 
+    return list(fc1.parameters()) + list(fc2.parameters()), forward
+
+
+def train_snntorch(graph, data, epochs: int, batch: int, timesteps: int, lr: float, seed: int) -> list[float]:
+    """The same network, weights, batches, loss and SGD in snnTorch; test accuracy per epoch."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    params, forward = snntorch_twin(graph)
+    opt = torch.optim.SGD(params, lr=lr)
     rng = np.random.default_rng(seed)
     acc = []
     for _ in range(epochs):

@@ -4,7 +4,8 @@ validated on load (errors name the field's path), shipped presets and path overr
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "g
 LEVELS = ("tile", "core", "global")  # engine tile buffers, per-core SRAM banks, the chip's global buffers
 ENGINES = ("fp", "bp", "wg")
 ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "register_bit")
+TOPOLOGIES = ("star", "ring", "mesh")  # chips to a host; a ring of chips; a grid of chips (the host at chip 0)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,48 @@ class Dram:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A link between two chips, or a chip and the host."""
+
+    gb_per_s: float
+    pj_per_bit: float
+    latency_ns: float
+
+
+# The default link, when an architecture has no `system:` section: PCIe 4.0 x4 to a host.
+# 7.88 GB/s per direction = 16 GT/s x 4 lanes x 128/130 encoding (PCI-SIG, PCIe Base Spec 4.0);
+# 5 pJ/bit: assumption (the order of published PCIe 4.0 SerDes PHYs; this chip publishes none);
+# 1 us per transfer: assumption (DMA set-up and PCIe round trip).
+DEFAULT_LINK = Link(7.88, 5.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class System:
+    """`chips` copies of the chip joined by `link`s: each to a host (`star`), in a ring, or in a
+    grid of ceil(sqrt(chips)) columns (`mesh`); in a ring or a grid the host hangs off chip 0."""
+
+    chips: int = 1
+    topology: str = "star"
+    link: Link = DEFAULT_LINK
+
+    def hops(self, a: int, b: int) -> int:
+        """Links between chips a and b."""
+        if a == b:
+            return 0
+        if self.topology == "star":
+            return 2
+        if self.topology == "ring":
+            d = abs(a - b) % self.chips
+            return min(d, self.chips - d)
+        cols = math.ceil(math.sqrt(self.chips))
+        return abs(a // cols - b // cols) + abs(a % cols - b % cols)
+
+    def host_hops(self, chip: int) -> int:
+        """Links between a chip and the host."""
+        return 1 if self.topology == "star" else 1 + self.hops(chip, 0)
+
+
+@dataclass(frozen=True)
 class Energy:
     """pJ per operation (see the preset YAML for each figure's source)."""
 
@@ -122,6 +166,7 @@ class Arch:
     dram: Dram
     energy: Energy
     sram: SramModel
+    system: System = System()
 
     @property
     def n_cores(self) -> int:
@@ -257,7 +302,7 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
     """Validate a parsed architecture YAML document."""
     doc = _Doc(d, "", where)
     doc.only(("name", "description", "precision", "arithmetic", "clock_mhz", "mesh", "core", "global_buffers",
-              "noc", "dram", "energy_pj", "sram"))
+              "noc", "dram", "energy_pj", "sram", "system"))
     mesh, core = doc.sub("mesh"), doc.sub("core")
     mesh.only(("rows", "cols"))
     if mesh.pos_int("rows") * mesh.pos_int("cols") > MAX_CORES:
@@ -298,12 +343,26 @@ def arch_from_doc(d: Any, where: str = "arch") -> Arch:
         dram=Dram(dram.num("gb_per_s"), dram.num("latency_ns", False), dram.num("pj_per_bit", False)),
         energy=Energy(*(en.num(k, False) for k in ENERGY_KEYS)),
         sram=sram or SramModel(0.0, 0.0, 1.0, 0.0, 0.0),
+        system=_system(doc.sub("system")) if "system" in doc.d else System(),
     )
     for b in arch.buffers + arch.global_buffers:
         if b.bytes < 1:
             path = f"core.buffers.{b.name}" if b in arch.buffers else f"global_buffers.{b.name}"
             raise SpikeforgeError(f"{path}.kib: must hold at least one byte, got {b.kib:g} KiB", where)
     return arch
+
+
+def _system(doc: _Doc) -> System:
+    doc.only(("chips", "topology", "link"))
+    link = doc.sub("link")
+    link.only(("gb_per_s", "pj_per_bit", "latency_ns"))
+    return System(doc.pos_int("chips"), doc.choice("topology", TOPOLOGIES),
+                  Link(link.num("gb_per_s"), link.num("pj_per_bit", False), link.num("latency_ns", False)))
+
+
+def with_chips(arch: Arch, chips: int) -> Arch:
+    """`arch` in a system of `chips` copies (its own system's topology and link)."""
+    return replace(arch, system=replace(arch.system, chips=chips))
 
 
 def presets() -> list[str]:

@@ -207,3 +207,57 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
         write_all(out, {"train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
                         "train.png": lambda p: plot(result, str(p))})
     return doc
+
+
+def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits", arch: str = "default",
+                     workers: int = 5, rounds: int = 20, local_steps: int = 10, partition: str = "iid",
+                     batch: int = 32, timesteps: int = 8, lr: float = 0.1, seed: int = 0,
+                     scheduler: str | None = None, in_process: bool = False, progress: bool = False) -> dict:
+    """FedAvg training of MODEL on DATASET over `workers` simulated copies of the chip
+    (spikeforge.federated): on a local Dask cluster, on the Dask scheduler at `scheduler`, or,
+    with `in_process`, here; the same results either way. Writes OUTDIR/federated.json and
+    OUTDIR/federated.png (all or nothing). Returns the federated.json figures."""
+    from isa.arch import load_arch, with_chips
+    from spikeforge.federated import FedConfig, federated, plot
+    from spikeforge.progress import bar
+    from spikeforge.train import load_dataset
+
+    cfg = FedConfig(workers, rounds, local_steps, partition, batch, timesteps, lr, seed)
+    cfg.check()
+    _check_run(timesteps, batch, seed)
+    check_int("--workers", workers, 1, 1024)
+    if scheduler and in_process:
+        raise SpikeforgeError("give --dask-scheduler or --in-process, not both")
+    if out is not None:
+        check_writable(out)
+    graph = load_model(model, seed=seed)
+    check_memory(f"a training step of {graph.name} (T = {timesteps}, B = {batch})",
+                 graph.footprint(timesteps, batch, True))
+    chip = with_chips(load_arch(arch), workers)
+    data = load_dataset(dataset, seed)
+    client = cluster = None
+    try:
+        if scheduler:
+            from spikeforge.sweep.pool import connect
+
+            client = connect(scheduler)
+        elif not in_process:
+            import os
+
+            from distributed import Client, LocalCluster
+
+            cluster = LocalCluster(n_workers=min(workers, os.cpu_count() or 1), threads_per_worker=1,
+                                   processes=True, dashboard_address=None)
+            client = Client(cluster)
+        with bar(progress, rounds, "federated rounds") as advance:
+            result = federated(graph, data, chip, cfg, client, progress=advance)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    doc = result.to_dict()
+    if out is not None:
+        write_all(out, {"federated.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
+                        "federated.png": lambda p: plot({partition: result}, str(p))})
+    return doc

@@ -107,6 +107,15 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="FP16 arithmetic, weights included (default: the architecture's `arithmetic`)")
     t.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/train.json and OUTDIR/train.png")
     t.add_argument("--json", action="store_true", help="print train.json to stdout")
+    f = t.add_argument_group("federated training (FedAvg over simulated chips; docs/federated.md)")
+    f.add_argument("--workers", type=int, metavar="N", help="train on N simulated chips with FedAvg instead of one")
+    f.add_argument("--rounds", type=int, default=20, help="FedAvg rounds (default 20)")
+    f.add_argument("--local-steps", type=int, default=10, help="training steps per worker and round (default 10)")
+    f.add_argument("--partition", default="iid", metavar="iid|dirichlet:ALPHA",
+                   help="how the training set is split over the workers (default iid)")
+    f.add_argument("--dask-scheduler", metavar="ADDRESS", help="run the workers on this Dask scheduler "
+                   "(default: a local Dask cluster)")
+    f.add_argument("--in-process", action="store_true", help="run the workers in this process, one after another")
 
     i = sub.add_parser("inspect", help="per-layer shapes, parameters and synaptic work of a model",
                        epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -275,6 +284,11 @@ def _cmd_simulate(args) -> None:
 
 
 def _cmd_train(args) -> None:
+    if args.workers is not None:
+        return _cmd_federated(args)
+    fed = [o for o, v in (("--dask-scheduler", args.dask_scheduler), ("--in-process", args.in_process)) if v]
+    if fed:
+        raise SpikeforgeError(f"{fed[0]} needs --workers N (federated training)")
     from spikeforge.api import train_to_dir
 
     doc = train_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
@@ -292,6 +306,30 @@ def _cmd_train(args) -> None:
               f"{e['spike_rate']:10.3f}  {e['op_sparsity']:11.3f}")
     if args.out:
         print(f"wrote {args.out}/train.json, {args.out}/train.png")
+
+
+def _cmd_federated(args) -> None:
+    from spikeforge.api import federated_to_dir
+
+    if args.epochs != 5 or args.fp16 is not None:
+        raise SpikeforgeError("--epochs and --fp16 are for single-chip training; federated training takes "
+                              "--rounds and --local-steps, and the architecture's arithmetic")
+    doc = federated_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, workers=args.workers,
+                           rounds=args.rounds, local_steps=args.local_steps, partition=args.partition,
+                           batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed,
+                           scheduler=args.dask_scheduler, in_process=args.in_process, progress=not args.json)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"{doc['model']} on {doc['dataset']}: {doc['workers']} workers ({doc['partition']}, shards "
+          f"{', '.join(map(str, doc['shard_sizes']))}), {doc['local_steps']} local steps of B={doc['batch']} "
+          f"T={doc['timesteps']} per round, arch {doc['arch']} ({doc['arithmetic']}), {doc['topology']} link")
+    print("round   loss   test  compute/round  comm/round  comm bytes  latency/round")
+    for r in doc["rounds"]:
+        print(f"{r['round']:5d}  {r['loss']:.3f}  {r['test_acc']:.3f}  {r['compute_energy_pj'] * 1e-6:10.1f} µJ  "
+              f"{r['comm_energy_pj'] * 1e-6:7.2f} µJ  {r['comm_bytes'] / 1e3:7.1f} kB  {r['latency_s'] * 1e3:10.2f} ms")
+    if args.out:
+        print(f"wrote {args.out}/federated.json, {args.out}/federated.png")
 
 
 def _cmd_sweep(args) -> None:
