@@ -114,6 +114,18 @@ def test_the_optimizer_setting_reaches_every_point(tmp_path):
     assert rows["adam"][key] - rows["sgd"][key] == 2 * 2 * 4 * params  # m and v in DRAM, FP32, in and out
 
 
+def test_a_directory_of_an_older_spikeforge_is_refused(tmp_path):
+    from isa import SpikeforgeError
+    from spikeforge.sweep.store import Store
+
+    settings = load_spec(str(_spec(tmp_path, GRID))).settings()
+    store = Store(tmp_path)
+    store.claim({k: v for k, v in settings.items() if k != "optimizer"}, {}, "out")  # as version 2 wrote it
+    with pytest.raises(SpikeforgeError, match="an older spikeforge, without the setting 'optimizer'"):
+        store.claim(settings, {}, "out")
+    store.close()
+
+
 def test_fields_the_mapper_does_not_read_leave_the_program_unchanged():
     """The mapping cache's premise: every cost-only field perturbed, the same placement, and the
     same program for a fixed dataflow (the search may pick another candidate under other prices)."""
