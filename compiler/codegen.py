@@ -11,7 +11,7 @@ from isa.arch import Arch
 from isa.program import Header, Instr, Loop, Program
 from mapping.dataflow import CORE, DRAM, Dataflow
 from mapping.groups import Group
-from mapping.plan import Piece, Plan, bptt_bytes, needed_elements, weight_bytes
+from mapping.plan import Piece, Plan, bptt_bytes, needed_elements, state_bytes, weight_bytes
 from mapping.schedule import Schedule, Stage
 
 
@@ -274,18 +274,24 @@ class _Emitter:
         return out
 
     def update(self) -> list[Instr]:
+        """Per piece: its weights and the optimizer's state in, the update, both back to their homes."""
         out: list[Instr] = []
         for t in self.sched.update.tasks if self.sched.update else []:
             if t.core != self.core:
                 continue
             p, g = self.plan.pieces[t.piece], self.gmap[t.group]
             w, home = weight_bytes(g, p.hi - p.lo, self.arch), self.df.flows[g.name].weights
+            state = state_bytes(g, p.hi - p.lo, self.arch, self.plan.config.optimizer)
             wb = _buffer(self.arch, "weights", "fp")
             resident = p.id in self.df.resident_weights
             if not resident:
                 out.append(Instr("dma.load", (wb, w, "optimizer", t.layer, home)))
+            if state:
+                out.append(Instr("dma.load", (wb, state, "optimizer", t.layer, self.df.flows[g.name].optimizer)))
             out += self._wgrad(t, False)
             out.append(Instr("wg.update", (t.layer, t.lo, t.hi)))
+            if state:
+                out.append(Instr("dma.store", (wb, state, "optimizer", t.layer, self.df.flows[g.name].optimizer)))
             if not resident:
                 out.append(Instr("dma.store", (wb, w, "optimizer", t.layer, home)))
                 if home != DRAM:  # the updated weights leave the chip once
@@ -345,5 +351,5 @@ def generate(plan: Plan, schedule: Schedule, df: Dataflow) -> Program:
         cores[core] = body
     header = Header(model=plan.graph.name, arch=arch.name, training=cfg.training, timesteps=cfg.timesteps,
                     batch=cfg.batch, dataflow=df.name, order=df.order, rounds=plan.rounds, strategy=cfg.strategy,
-                    spike_rate=cfg.spike_rate)
+                    spike_rate=cfg.spike_rate, optimizer=cfg.optimizer)
     return Program(header, cores)

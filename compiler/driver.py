@@ -13,7 +13,7 @@ from compiler.codegen import generate
 from isa import Graph, SpikeforgeError
 from isa.activity import Activity, count, price, time
 from isa.arch import Arch, load_arch
-from isa.program import Program
+from isa.program import OPTIMIZERS, Program
 from mapping.dataflow import DATAFLOWS, FIXED, OBJECTIVES, Dataflow, assign, check_tiles
 from mapping.plan import MapConfig, Plan, map_graph
 from mapping.schedule import Schedule, build_schedule
@@ -104,10 +104,11 @@ def pick(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, cands: list[C
 
 def compile_model(model: Graph | str, arch: Arch | str = "default", training: bool = False, timesteps: int = 4,
                   batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
-                  dataflow: str = "search", objective: str = "energy") -> Compiled:
+                  dataflow: str = "search", objective: str = "energy", optimizer: str = "sgd") -> Compiled:
     """Map `model` (a Graph, zoo name or model file) onto `arch` (an Arch, preset name or YAML
     file) and generate the per-core programs for inference, or for a training step of `batch`
-    samples when `training`, with the named `dataflow` or the best one for `objective`."""
+    samples when `training` (its update by `optimizer`), with the named `dataflow` or the best
+    one for `objective`."""
     from compiler.frontends import load_model
 
     for name, v in (("timesteps", timesteps), ("batch", batch)):
@@ -119,10 +120,12 @@ def compile_model(model: Graph | str, arch: Arch | str = "default", training: bo
         raise SpikeforgeError(f"dataflow: must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}")
     if objective not in OBJECTIVES:
         raise SpikeforgeError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if optimizer not in OPTIMIZERS:
+        raise SpikeforgeError(f"optimizer: must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     graph = load_model(model, weights=False) if isinstance(model, str) else model
     chip = load_arch(arch) if isinstance(arch, str) else arch
     cfg = MapConfig(training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate,
-                    strategy=strategy, seed=seed)
+                    strategy=strategy, seed=seed, optimizer=optimizer)
     plan = map_graph(graph, chip, cfg)
     check_tiles(plan)
     return choose_dataflow(graph, chip, plan, build_schedule(plan), dataflow, objective)

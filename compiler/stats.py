@@ -10,7 +10,7 @@ import numpy as np
 
 from compiler.driver import Compiled
 from isa.program import CATEGORIES
-from mapping.plan import _work
+from mapping.plan import _work, state_bytes
 from isa.arch import xy_route
 from mapping.placement import hops_matrix
 
@@ -84,7 +84,7 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
     out = {
         "model": c.graph.name, "arch": arch.name, "training": plan.config.training,
         "timesteps": plan.config.timesteps, "batch": plan.config.batch, "strategy": plan.config.strategy,
-        "spike_rate": plan.config.spike_rate,
+        "spike_rate": plan.config.spike_rate, "optimizer": plan.config.optimizer,
         "rounds": plan.rounds, "pieces": len(plan.pieces), "map_seconds": round(plan.map_seconds, 3),
         "area_mm2": round(arch.area_mm2, 3),
         "dataflow": dataflow_doc(c),
@@ -115,10 +115,11 @@ def dataflow_doc(c: Compiled) -> dict:
             energy, dram = e.layer(names)
             return {"energy_pj": round(energy, 3), "dram_bytes": int(dram)}
 
+        stateful = c.plan.config.training and state_bytes(g, g.units, c.arch, c.plan.config.optimizer)
         groups.append({
             "group": g.name, "weights": f.weights if g.weights else None, "wgrad": f.wgrad if g.weights else None,
-            "bptt": f.bptt, "inputs": f.inputs, "errors": f.errors, "tiles": f.tiles,
-            "inputs_share": round(f.inputs_share, 4), "errors_share": round(f.errors_share, 4),
+            "bptt": f.bptt, "inputs": f.inputs, "errors": f.errors, "optimizer_state": f.optimizer if stateful else None,
+            "tiles": f.tiles, "inputs_share": round(f.inputs_share, 4), "errors_share": round(f.errors_share, 4),
             "estimate": cost(est), "runners_up": [{"name": e.name, **cost(e)} for e in others],
         })
     return {"name": df.name, "order": df.order, "objective": c.objective, "estimate": est.to_dict(),

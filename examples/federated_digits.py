@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from compiler.frontends import load_model  # noqa: E402
+from hwsim.optim import make_optimizer  # noqa: E402
 from isa.arch import load_arch, with_chips  # noqa: E402
 from spikeforge.federated import (FedConfig, fedavg, federated, get_weights, local_batches, plot,  # noqa: E402
                                   set_weights, shards)
@@ -38,7 +39,7 @@ NAMES = [("fc1", "weight"), ("fc1", "bias"), ("fc2", "weight"), ("fc2", "bias")]
 
 def fedavg_snntorch(graph, data, cfg: FedConfig) -> list[float]:
     """FedAvg of the snnTorch twin: the same shards, batches, loss, SGD and averaging; test
-    accuracy of the global model after each round."""
+    accuracy of the global model after each round (SGD runs only)."""
     import torch
     import torch.nn.functional as F
 
@@ -51,7 +52,7 @@ def fedavg_snntorch(graph, data, cfg: FedConfig) -> list[float]:
             g = copy.deepcopy(graph)
             set_weights(g, weights)
             params, forward = snntorch_twin(g)
-            opt = torch.optim.SGD(params, lr=cfg.lr)
+            opt = torch.optim.SGD(params, lr=make_optimizer("sgd", cfg.lr).lr)
             x, y = data.x_train[p], data.y_train[p]
             for idx in local_batches(len(p), cfg, rnd, w):
                 loss = F.cross_entropy(forward(torch.from_numpy(encode(x[idx], cfg.timesteps))).mean(0),

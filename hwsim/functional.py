@@ -538,14 +538,3 @@ def _merge(stats: dict[str, OpStats], part: dict[str, OpStats], b0: int) -> None
         for f in ("fp_ops", "bp_ops", "wg_ops"):
             if getattr(p, f) is not None:
                 getattr(st, f)[b0:b0 + len(getattr(p, f))] = getattr(p, f)
-
-
-def sgd_update(graph: Graph, grads: dict, lr: float) -> int:
-    """w -= lr * grad for every trained tensor, in place; returns the parameters updated."""
-    n = 0
-    for (name, tensor), g in grads.items():
-        w = graph[name].tensors[tensor]
-        w -= np.float32(lr) * g.reshape(w.shape)
-        n += w.size
-    return n
-

@@ -21,9 +21,12 @@ _FWD = [("v-", "a1"), ("a1", "b1"), ("b1", "r0"), ("r0", "r"),    # reset = H(v 
 _BWD = [("ds", "g"), ("g", "g1"), ("h", "c1"), ("c1", "c2"),       # * factor; ATan: clone,
         ("c2", "c3"), ("c3", "c4"), ("c4 g1", "dh"),                # pi/2*a*h, pow, 1 +, a/2 / .
         ("dh dv+", "dx"), ("dx", "dv-")]                            # * g; dv = dh + dv+; beta*dv
-# Update stages per parameter: dw summed weight grad, g fp32 grad, m momentum buffer, W master.
+# Update stages per parameter: dw summed weight grad, g fp32 grad, m momentum buffer (Adam: first
+# moment), v Adam's second moment, s its sqrt(v)-based denominator (a temporary), W master.
 _AMP = [("dw", "g"), ("g", "g")]  # cast to fp32, unscale
-_OPT = {"sgd": [("W g", "W")], "momentum": [("m g", "m"), ("W m", "W")]}
+_OPT = {"sgd": [("W g", "W")], "momentum": [("m g", "m"), ("W m", "W")],
+        # torch.optim.Adam's foreach path: lerp m; v *= b2; v += (1-b2) g g; s = sqrt(v); s /= .; s += eps; W -= m / s
+        "adam": [("m g", "m"), ("v", "v"), ("v g", "v"), ("v", "s"), ("s", "s"), ("s", "s"), ("W m s", "W")]}
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class GpuConfig:
     l2_mb: float = 50.0  # L2 size (H100: 50 MB)
     precision: str = "fp32"  # "fp32" or "fp16" (AMP: fp16 compute, fp32 master weights)
     fused: bool = False  # fused neuron kernels instead of unfused elementwise ones
-    optimizer: str = "sgd"  # "sgd" or "momentum"
+    optimizer: str = "sgd"  # "sgd", "momentum" or "adam"
 
 
 @dataclass(frozen=True)
@@ -188,8 +191,8 @@ def _trace(graph: Graph, B: int, T: int, cfg: GpuConfig) -> list[tuple[str, list
             if li.params:
                 dw = grad.get(f"{li.name}/dW") or _T(f"{li.name}/dW", li.params * a, "gradients")
                 g32 = _T(f"{li.name}/dW32", li.params * 4, "gradients") if amp else dw
-                chain("opt", [(r, o)], {"dw": dw, "g": g32, "W": w(li, amp),
-                                        "m": _T(f"{li.name}/m", li.params * 4, "optimizer")}, None)
+                state = {n: _T(f"{li.name}/{n}", li.params * 4, "optimizer") for n in ("m", "v", "s")}
+                chain("opt", [(r, o)], {"dw": dw, "g": g32, "W": w(li, amp), **state}, None)
     return ks
 
 

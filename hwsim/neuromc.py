@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from isa import Graph
 from isa.arch import Arch
-from isa.ops import SPIKE, WEIGHT_KINDS
+from isa.ops import KINDS, SPIKE, WEIGHT_KINDS
 
 ENGINES = ("fp", "bp", "wg")
 
@@ -76,8 +76,9 @@ class NeuroMC:
 
 
 def neuromc_costs(graph: Graph, arch: Arch, batch: int, timesteps: int, training: bool = True,
-                  spill: bool = False) -> NeuroMC:
-    """The NeuroMC energy of one step of `graph` (inference: FP only) on `arch`'s engines."""
+                  spill: bool = False, optimizer: str = "sgd") -> NeuroMC:
+    """The NeuroMC energy of one step of `graph` (inference: FP only) on `arch`'s engines, its
+    update by `optimizer` (sgd or adam)."""
     e, vb = arch.energy, arch.value_bytes * 8
     frags = batch * timesteps
     pj = {(role, eng): arch.buffer_for(role, eng).read_pj_per_bit for role in
@@ -120,7 +121,9 @@ def neuromc_costs(graph: Graph, arch: Arch, batch: int, timesteps: int, training
                 c.syn_ops[eng] = s * frags
                 c.compute_pj += compute * frags
                 c.sram_pj += sram
-            if training:  # SGD: read weight and gradient, write the weight, in the optimizer SRAM
+            if training and optimizer == "adam":
+                update += _adam(graph[li.name].params, li, arch)
+            elif training:  # SGD: read weight and gradient, write the weight, in the optimizer SRAM
                 update += li.params * (e.sgd + 3 * vb * opt)
         elif li.kind in ("lif", "li"):
             fwd = e.neuron_fwd + pj[("psum", "fp")] * vb + 2 * vb * pj[("membrane", "fp")]
@@ -150,3 +153,14 @@ def _psum(outputs: int, syn_ops: int, vb: int, arch: Arch, eng: str, spill: bool
     each written once; with `spill`, also written and read back every `pe_rows` terms."""
     chunks = math.ceil(syn_ops / max(outputs, 1) / arch.engines[eng].pe_rows) if spill else 1
     return outputs * vb * (2 * chunks - 1)
+
+
+def _adam(params: dict, li, arch: Arch) -> float:
+    """NeuroMC's Adam (docs/neuromc_rules.md sections 5-6) for a weight layer's tensors: per
+    element of a >= 2-D tensor the `adam` ops, 6 FP32 words read and 5 written at the optimizer
+    SRAM and at the registers; an element of a <= 1-D tensor (a bias) counts twice. `params`:
+    the op's parameters."""
+    buf = arch.buffer_for("optimizer", "")
+    per = arch.energy.adam + 32 * (6 * buf.read_pj_per_bit + 5 * buf.write_pj_per_bit + 11 * arch.energy.register_bit)
+    specs = KINDS[li.kind].tensors(params, list(li.in_types), li.out_type)
+    return sum(math.prod(t.shape) * (2 if len(t.shape) <= 1 else 1) * per for t in specs.values() if t.trainable)

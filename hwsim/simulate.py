@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.cost import Costs, run_costs
-from hwsim.functional import RunResult, Simulator, output_name, run, sgd_update
+from hwsim.functional import RunResult, Simulator, output_name, run
 from hwsim.gpu import GpuConfig, gpu_dram_bytes
 from hwsim.neuromc import neuromc_costs
+from hwsim.optim import make_optimizer
 from isa import Graph, SpikeforgeError
 from isa.activity import ENGINES, Counts, price
 from isa.arch import Arch
@@ -54,11 +55,12 @@ OBJECTIVES = {"energy": lambda c: sum(c.energy.values()), "latency": lambda c: c
 
 
 def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: np.ndarray | None = None,
-             mode: str = "sparse", seed: int = 0, lr: float = 0.01, record: bool = False, progress=None,
-             alternatives: tuple[Program, ...] = (), objective: str = "energy") -> dict:
+             mode: str = "sparse", seed: int = 0, lr: float | None = None, record: bool = False,
+             progress=None, alternatives: tuple[Program, ...] = (), objective: str = "energy") -> dict:
     """Simulate one inference or training step (`program.header.training`) of `graph` on `x`
     [T, B, *input]; returns the report (report.json) and, with `record`, the outputs per op
-    under the key `_values` (not part of the JSON). A training step updates the graph's weights.
+    under the key `_values` (not part of the JSON). A training step updates the graph's weights
+    with the program's optimizer (from a zero state) at `lr` (default: its DEFAULT_LR).
     With `alternatives` (the other candidates of a dataflow search), every program is walked with
     the measured work and spikes and the best for `objective` is reported: a profile-guided choice
     (the functional result does not depend on it)."""
@@ -69,11 +71,12 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
     if (T, B) != (program.header.timesteps, program.header.batch):
         raise SpikeforgeError(f"input has T={T}, B={B} but the program was compiled for "
                               f"T={program.header.timesteps}, B={program.header.batch}")
-    res = functional_step(graph, x, training, arch.arithmetic, labels, seed, record, progress)
-    if training:
-        sgd_update(graph, res.grads, lr)
     if objective not in OBJECTIVES:
         raise SpikeforgeError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    optimizer = make_optimizer(program.header.optimizer, lr)
+    res = functional_step(graph, x, training, arch.arithmetic, labels, seed, record, progress)
+    if training:
+        optimizer.step(graph, res.grads)
     walked = [(p, run_costs(p, graph, arch, res.stats, mode)) for p in (program, *alternatives)]
     best, costs = min(walked, key=lambda pc: OBJECTIVES[objective](pc[1]))
     rep = report_from(graph, best, arch, res, costs, mode, seed)
@@ -112,7 +115,8 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
     dense_flops = 2 * sum(act.total.dense_syn.values())
     flops = 2 * sum(act.total.syn.values())
     dram_total = act.total.dram_bytes
-    gpu = gpu_dram_bytes(graph, B, T, GpuConfig(precision=arch.precision))["total"] if training else None
+    gpu = gpu_dram_bytes(graph, B, T, GpuConfig(precision=arch.precision, optimizer=h.optimizer))["total"] \
+        if training else None
     engine_cycles = sum(c.engine_cycles for c in act.layers.values())
     layers = []
     for op in graph:
@@ -159,9 +163,10 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
     rep = {"totals": totals, "layers": layers, "cores": cores,
            "config": {"model": graph.name, "arch": arch.name, "mode": mode, "timesteps": T, "batch": B,
                       "seed": seed, "training": training, "arithmetic": arch.arithmetic,
-                      "dataflow": h.dataflow, "order": h.order, "version": VERSION}}
+                      "dataflow": h.dataflow, "order": h.order, "optimizer": h.optimizer if training else None,
+                      "version": VERSION}}
     if mode == "dense":  # the authors' read-once accounting of the same step, beside the walk
-        rep["neuromc"] = neuromc_costs(graph, arch, B, T, training).to_dict()
+        rep["neuromc"] = neuromc_costs(graph, arch, B, T, training, optimizer=h.optimizer).to_dict()
     if res.values:
         rep["_values"] = res.values
     return rep

@@ -21,10 +21,10 @@ import numpy as np
 from isa.arch import Arch, xy_route
 from isa.ir import Graph
 from isa.ops import SPIKE
-from isa.program import CATEGORIES, Instr, Loop, Program
+from isa.program import CATEGORIES, OPTIMIZERS, STATE_WORD_BYTES, Instr, Loop, Program
 
 ENGINES = ("fp", "bp", "wg")
-OP_CLASSES = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd")
+OP_CLASSES = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "adam")
 TERMS = ("compute", "sram", "noc", "dram", "static")
 BOUNDS = ("compute", "dram", "noc", "barrier")
 GB_PORT = (0, 0)  # the router the global buffers hang off (see the preset)
@@ -132,10 +132,10 @@ def _instances(loops: tuple[Loop, ...], B: int, T: int) -> tuple[np.ndarray, np.
 class _Static:
     """What of an engine instruction's cost does not depend on the measured work."""
 
-    def __init__(self, graph: Graph, arch: Arch, training: bool):
+    def __init__(self, graph: Graph, arch: Arch, training: bool, optimizer: str):
         self.layers = {op.name: op for op in graph}
         self.work = {li.name: li for li in graph.layers()}
-        self.arch, self.training = arch, training
+        self.arch, self.training, self.optimizer = arch, training, optimizer
         self.vb = arch.value_bytes * 8
         self.cache: dict[int, tuple] = {}
 
@@ -172,9 +172,10 @@ class _Static:
         elif kind == "neuron":
             cls, dense = "neuron_bwd", n
             rd, wr = {"bptt": n * (vb + 2), "grad_out": n * vb}, {"grad_out": n * vb}
-        elif kind == "update":
-            cls, dense = "sgd", li.params * share
-            rd, wr = {"weights": wbits, "wgrad": wbits}, {"weights": wbits}
+        elif kind == "update":  # the optimizer's state streams through the weights' buffer with them
+            cls, dense = self.optimizer, li.params * share
+            state = li.params * share * OPTIMIZERS[self.optimizer] * STATE_WORD_BYTES * 8
+            rd, wr = {"weights": wbits + state, "wgrad": wbits}, {"weights": wbits + state}
         else:  # fp.elem / bp.elem
             cls, dense = "elem", n * (li.work.elem_ops / max(op.type.size, 1) or 1)
             rd, wr = {"psum": n * vb}, {"psum": n * vb}
@@ -198,7 +199,7 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
     `spike_scale` (measured spike traffic), or dense work and planned traffic without them."""
     h = program.header
     B, T = h.batch, h.timesteps
-    static = _Static(graph, arch, h.training)
+    static = _Static(graph, arch, h.training, h.optimizer)
     total, layers = Counts(), {}
     cores = {c: Counts() for c in program.cores}
     busy = {c: _zeros(ENGINES) for c in program.cores}

@@ -18,7 +18,7 @@ ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "g
          "wgrad", "bn", "optimizer", "other")
 LEVELS = ("tile", "core", "global")  # engine tile buffers, per-core SRAM banks, the chip's global buffers
 ENGINES = ("fp", "bp", "wg")
-ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "register_bit")
+ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "adam", "register_bit")
 TOPOLOGIES = ("star", "ring", "mesh")  # chips to a host; a ring of chips; a grid of chips (the host at chip 0)
 
 
@@ -143,6 +143,7 @@ class Energy:
     neuron_bwd: float
     elem: float
     sgd: float
+    adam: float
     register_bit: float
 
 

@@ -17,6 +17,10 @@ CATEGORIES = ("weights", "activations", "errors", "bptt_state", "gradients", "op
 NOC_KINDS = ("spike", "grad", "psum")
 LOOP_VARS = ("batch", "time")  # a loop runs over the samples of the batch or over the time steps
 ORDERS = ("step", "sample", "batch")  # loop orders: docs/dataflow.md
+# the rule of the weight update (wg.update) -> the state words it keeps per parameter, each
+# FP32 (STATE_WORD_BYTES) whatever the chip's precision: Adam's first and second moments m, v
+OPTIMIZERS = {"sgd": 0, "adam": 2}
+STATE_WORD_BYTES = 4
 
 _PIECE = ("layer", "lo", "hi")
 # dma: a transfer between a core buffer and `level` (dram, or a global buffer by name) on behalf
@@ -92,8 +96,8 @@ class Loop:
 @dataclass(frozen=True)
 class Header:
     """What a program computes and how: the model and chip it was compiled for, inference or a
-    training step of `batch` samples over `timesteps` steps, and the dataflow (its name and loop
-    order) the compiler chose."""
+    training step of `batch` samples over `timesteps` steps, the dataflow (its name and loop
+    order) the compiler chose, and the optimizer of the weight update."""
 
     model: str
     arch: str
@@ -105,6 +109,7 @@ class Header:
     rounds: int = 1
     strategy: str = "metis"
     spike_rate: float = 0.1
+    optimizer: str = "sgd"
 
 
 _HEADER_CHECKS = {
@@ -118,6 +123,7 @@ _HEADER_CHECKS = {
     "rounds": (lambda v: _nat(v), "a non-negative int"),
     "strategy": (lambda v: isinstance(v, str), "a string"),
     "spike_rate": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1, "in (0, 1]"),
+    "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
 }
 
 

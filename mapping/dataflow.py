@@ -28,7 +28,7 @@ from isa import SpikeforgeError
 from isa.arch import Arch
 from isa.program import ORDERS
 from mapping.groups import Group
-from mapping.plan import Plan, bptt_bytes, weight_bytes
+from mapping.plan import Plan, bptt_bytes, state_bytes, weight_bytes
 
 # named dataflows: name -> (loop order, whether the global buffers are used, layer fusion)
 FIXED = {"naive": ("step", False, False), "ws_time": ("sample", True, False), "ws_batch": ("batch", True, False),
@@ -52,6 +52,7 @@ class Flow:
     errors: str = CORE  # sample/batch orders, training: where the errors it sends back wait
     inputs_share: float = 1.0  # the part of the input window held at `inputs` (a global buffer); the rest in DRAM
     errors_share: float = 1.0  # the same for the errors
+    optimizer: str = DRAM  # training with a stateful optimizer (Adam): where its state lives
     tiles: int = 1  # weight tiles of its largest piece in one engine tile buffer
     window: int = 1  # (sample, step) iterations one fetched weight tile serves
     segment: int = 0  # groups of one segment run in one loop nest (fused when it holds several)
@@ -268,8 +269,12 @@ def _allocate_global(plan: Plan, df: Dataflow, spilled_bptt: dict[str, int]) -> 
                           "inputs", g.name, True))
         if training and f.errors == DRAM:
             items.append((2 * errors * rewrites, errors, span(end - 1 - s, end - 1 - first), "errors", g.name, True))
+        state = state_bytes(g, g.units, arch, cfg.optimizer) if training else 0
+        if state:  # in DRAM: loaded and stored by every update; on chip it stays between steps
+            items.append((2 * state, state, (0, end), "optimizer", g.name, False))
     free = {b.name: [b.bytes] * (end + 1) for b in arch.global_buffers}
-    roles = {"weights": "weights", "wgrad": "wgrad", "bptt": "bptt", "inputs": "spikes", "errors": "psum"}
+    roles = {"weights": "weights", "wgrad": "wgrad", "bptt": "bptt", "inputs": "spikes", "errors": "psum",
+             "optimizer": "optimizer"}
 
     def density(i) -> float:
         saved, held, (lo, hi) = i[:3]
@@ -296,8 +301,9 @@ def _allocate_global(plan: Plan, df: Dataflow, spilled_bptt: dict[str, int]) -> 
 def dram_lower_bound(plan: Plan) -> dict[str, int]:
     """A floor on one training step's DRAM bytes on this chip (docs/dataflow.md): each weight read
     once per pass that needs it (FP; BP for every layer that propagates an error), the update's
-    read and write, each weight gradient written and read once, the BPTT state of all B samples
-    beyond the chip's total SRAM written once and read once, and the network input read once."""
+    read and write, each weight gradient written and read once, the optimizer state beyond the
+    global buffers that may hold it read and written once, the BPTT state of all B samples beyond
+    the chip's total SRAM written once and read once, and the network input read once."""
     arch, cfg = plan.arch, plan.config
     T, B = cfg.timesteps, cfg.batch
     inputs = {op.name for op in plan.graph.inputs}
@@ -308,5 +314,7 @@ def dram_lower_bound(plan: Plan) -> dict[str, int]:
     bptt = B * sum(bptt_bytes(g, g.units, arch, T) for g in plan.groups if g.neurons)
     first = plan.graph.inputs[0].type
     x = B * T * (math.ceil(first.size / 8) if first.kind == "spike" else first.size * arch.value_bytes)
-    return {"weights": total_w + propagating, "optimizer": 2 * total_w, "gradients": 2 * total_w,
+    state = sum(state_bytes(g, g.units, arch, cfg.optimizer) for g in plan.groups)
+    opt = 2 * total_w + 2 * max(0, state - arch.global_capacity("optimizer"))
+    return {"weights": total_w + propagating, "optimizer": opt, "gradients": 2 * total_w,
             "bptt_state": 2 * max(0, bptt - sram), "activations": x}

@@ -14,6 +14,7 @@ import numpy as np
 
 from isa import Graph, SpikeforgeError
 from isa.arch import Arch
+from isa.program import OPTIMIZERS, STATE_WORD_BYTES
 from mapping.groups import Edge, Group, build_groups, piece_bounds
 from mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
 
@@ -31,6 +32,7 @@ class MapConfig:
     spike_rate: float = 0.1  # expected spikes per neuron per step, weights the traffic
     strategy: str = "metis"  # metis | sequential
     seed: int = 0
+    optimizer: str = "sgd"  # of the weight update (isa.program.OPTIMIZERS)
 
 
 @dataclass
@@ -98,6 +100,11 @@ def membrane_bytes(g: Group, units: int, arch: Arch) -> int:
 def weight_bytes(g: Group, units: int, arch: Arch) -> int:
     w = g.weights * units / g.units if g.split_weights else g.weights
     return math.ceil(w) * _vb(arch)
+
+
+def state_bytes(g: Group, units: int, arch: Arch, optimizer: str) -> int:
+    """The optimizer state (FP32 words) the update keeps for the weights of `units` of g."""
+    return weight_bytes(g, units, arch) // _vb(arch) * OPTIMIZERS[optimizer] * STATE_WORD_BYTES
 
 
 def bptt_bytes(g: Group, units: int, arch: Arch, T: int) -> int:

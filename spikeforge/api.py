@@ -46,7 +46,7 @@ def inspect_model(model: Graph | str, timesteps: int = 4) -> dict:
 def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training: bool = False, timesteps: int = 4,
                    batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
                    dt: float = 1e-4, reset: str = "subtract", dataflow: str = "search", objective: str = "energy",
-                   progress: bool = False) -> dict:
+                   optimizer: str = "sgd", progress: bool = False) -> dict:
     """Compile `model` onto `arch`, and the sequential baseline beside it; write
     OUTDIR/placement.yaml, OUTDIR/program.sasm and OUTDIR/compile.json (all or nothing).
     Returns the compile.json figures."""
@@ -61,7 +61,7 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     check_writable(out)
     graph = load_model(model, weights=False, dt=dt, reset=reset) if isinstance(model, str) else model
     kw = dict(arch=arch, training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed,
-              dataflow=dataflow, objective=objective)
+              dataflow=dataflow, objective=objective, optimizer=optimizer)
     with steps(progress, 3) as step:
         step("mapping (METIS + placement) and dataflow search")
         compiled = compile_model(graph, strategy=strategy, **kw)
@@ -125,10 +125,11 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
                     timesteps: int = 4, batch: int = 1, input_file: str | None = None, rate: float | None = None,
                     seed: int = 0, mode: str = "sparse", record_spikes: bool = False, dt: float = 1e-4,
                     reset: str = "subtract", dataflow: str = "search", objective: str = "energy",
-                    progress: bool = False, allow_nonfinite: bool = False) -> dict:
-    """Compile (unless MODEL is a `compile` output directory) and simulate one step on real data;
-    write OUTDIR/report.json (and spikes.npz with `record_spikes`). Returns the report. Weights
-    and inputs must be finite unless `allow_nonfinite`."""
+                    optimizer: str = "sgd", progress: bool = False, allow_nonfinite: bool = False) -> dict:
+    """Compile (unless MODEL is a `compile` output directory, whose header gives T, B, training
+    and the optimizer) and simulate one step on real data; write OUTDIR/report.json (and
+    spikes.npz with `record_spikes`). Returns the report. Weights and inputs must be finite
+    unless `allow_nonfinite`."""
     import os
 
     import numpy as np
@@ -152,7 +153,7 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
     check_memory(f"a step of {graph.name} (T = {timesteps}, B = {batch})", graph.footprint(timesteps, batch, training))
     if program is None:
         c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed,
-                          dataflow=dataflow, objective=objective)
+                          dataflow=dataflow, objective=objective, optimizer=optimizer)
         chip, program, alternatives = c.arch, c.program, c.alternatives
     x = make_input(graph, timesteps, batch, rate, seed, data)
     with bar(progress, batch, "simulating") as advance:
@@ -182,16 +183,17 @@ def _entry_names(values: dict) -> dict:
 
 
 def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", arch: str = "default",
-                 epochs: int = 5, batch: int = 32, timesteps: int = 8, lr: float = 0.1, seed: int = 0,
-                 fp16: bool | None = None, progress: bool = False) -> dict:
-    """Train MODEL on DATASET on the simulated chip (spikeforge.train); write OUTDIR/train.json and
-    OUTDIR/train.png (all or nothing). Returns the train.json figures."""
+                 epochs: int = 5, batch: int = 32, timesteps: int = 8, lr: float | None = None, seed: int = 0,
+                 fp16: bool | None = None, optimizer: str = "sgd", progress: bool = False) -> dict:
+    """Train MODEL on DATASET on the simulated chip (spikeforge.train) with `optimizer` at `lr`
+    (default: hwsim.optim.DEFAULT_LR); write OUTDIR/train.json and OUTDIR/train.png (all or
+    nothing). Returns the train.json figures."""
     from spikeforge.progress import bar
     from spikeforge.train import load_dataset, plot, train
 
     _check_run(timesteps, batch, seed)
     check_int("--epochs", epochs, 1, 1_000_000)
-    if not math.isfinite(lr):
+    if lr is not None and not math.isfinite(lr):
         raise SpikeforgeError(f"--lr: must be a finite number, got {lr}")
     if out is not None:
         check_writable(out)
@@ -201,7 +203,7 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
     data = load_dataset(dataset, seed)
     with bar(progress, epochs * (len(data.x_train) // max(batch, 1)), "training") as advance:
         result = train(graph, data, arch, epochs=epochs, batch=batch, timesteps=timesteps, lr=lr, seed=seed,
-                       fp16=fp16, progress=lambda e, i, n: advance((e - 1) * n + i))
+                       fp16=fp16, optimizer=optimizer, progress=lambda e, i, n: advance((e - 1) * n + i))
     doc = result.to_dict()
     if out is not None:
         write_all(out, {"train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
@@ -211,8 +213,9 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
 
 def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits", arch: str = "default",
                      workers: int = 5, rounds: int = 20, local_steps: int = 10, partition: str = "iid",
-                     batch: int = 32, timesteps: int = 8, lr: float = 0.1, seed: int = 0,
-                     scheduler: str | None = None, in_process: bool = False, progress: bool = False) -> dict:
+                     batch: int = 32, timesteps: int = 8, lr: float | None = None, seed: int = 0,
+                     optimizer: str = "sgd", scheduler: str | None = None, in_process: bool = False,
+                     progress: bool = False) -> dict:
     """FedAvg training of MODEL on DATASET over `workers` simulated copies of the chip
     (spikeforge.federated): on a local Dask cluster, on the Dask scheduler at `scheduler`, or,
     with `in_process`, here; the same results either way. Writes OUTDIR/federated.json and
@@ -222,7 +225,7 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
     from spikeforge.progress import bar
     from spikeforge.train import load_dataset
 
-    cfg = FedConfig(workers, rounds, local_steps, partition, batch, timesteps, lr, seed)
+    cfg = FedConfig(workers, rounds, local_steps, partition, batch, timesteps, lr, seed, optimizer)
     cfg.check()
     _check_run(timesteps, batch, seed)
     check_int("--workers", workers, 1, 1024)

@@ -7,8 +7,10 @@ import json
 import math
 import sys
 
+from hwsim.optim import DEFAULT_LR
 from isa import SpikeforgeError
 from isa.limits import one_line, set_memory_limit
+from isa.program import OPTIMIZERS
 from mapping.dataflow import DATAFLOWS, OBJECTIVES
 from spikeforge.sweep.spec import MAX_POINTS
 
@@ -19,6 +21,7 @@ EXAMPLES = {
                "  spikeforge compile resnet18 --arch large64 --train --timesteps 4 --batch 16 -o out/r18\n"
                "  spikeforge compile model.yaml --arch my_chip.yaml --strategy sequential -o out/base --json",
     "simulate": "examples:\n  spikeforge simulate vgg11 --train\n"
+                "  spikeforge simulate vgg11 --train -B 16 --optimizer adam --json | jq .totals.dram_bytes_by_category\n"
                 "  spikeforge simulate resnet18 --arch large64 --train -T 4 -B 2 --rate 0.2 -o out/r18 --json\n"
                 "  spikeforge simulate out/vgg11 --input batch.npz --mode dense --record-spikes -o out/sim",
     "inspect": "examples:\n  spikeforge inspect vgg11\n  spikeforge inspect model.yaml --json\n"
@@ -31,6 +34,7 @@ EXAMPLES = {
              "the spec format: docs/sweeps.md",
     "train": "examples:\n  spikeforge train examples/models/digits_mlp.yaml --dataset digits -o out/digits\n"
              "  spikeforge train examples/models/digits_mlp.yaml --epochs 3 --fp16 --lr 0.1 -T 8 -B 32\n"
+             "  spikeforge train examples/models/digits_mlp.yaml --optimizer adam --lr 0.003\n"
              "the same training beside snnTorch: examples/train_digits.py",
     "report": "examples:\n  spikeforge report out/sweep_mlp\n  spikeforge report out/sw --color-by arithmetic",
 }
@@ -102,7 +106,9 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     t.add_argument("--timesteps", "-T", type=int, default=8, help="time steps (default 8)")
     t.add_argument("--batch", "-B", type=int, default=32, help="samples per training step (default 32)")
-    t.add_argument("--lr", type=_finite, default=0.1, help="SGD learning rate (default 0.1)")
+    _optimizer_arg(t)
+    t.add_argument("--lr", type=_finite, help="learning rate (default: "
+                   + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
     t.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
                    help="FP16 arithmetic, weights included (default: the architecture's `arithmetic`)")
     t.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/train.json and OUTDIR/train.png")
@@ -186,6 +192,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                         "ws_batch (batch and time inside a weight tile); docs/dataflow.md")
     p.add_argument("--objective", choices=OBJECTIVES, default="energy",
                    help="what the dataflow search minimises (default energy)")
+    _optimizer_arg(p)
+
+
+def _optimizer_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="sgd",
+                   help="the training step's weight update: sgd (default) or adam (its FP32 state m, v in a "
+                        "global buffer or DRAM, as the dataflow decides)")
 
 
 def _version() -> str:
@@ -258,7 +271,7 @@ def _cmd_compile(args) -> None:
     stats = compile_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                            batch=args.batch, strategy=args.strategy, spike_rate=args.spike_rate, seed=args.seed,
                            dt=args.dt, reset=args.reset, dataflow=args.dataflow, objective=args.objective,
-                           progress=not args.json)
+                           optimizer=args.optimizer, progress=not args.json)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -276,7 +289,8 @@ def _cmd_simulate(args) -> None:
     rep = simulate_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                           batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
                           record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, dataflow=args.dataflow,
-                          objective=args.objective, progress=not args.json, allow_nonfinite=args.allow_nonfinite)
+                          objective=args.objective, optimizer=args.optimizer, progress=not args.json,
+                          allow_nonfinite=args.allow_nonfinite)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
@@ -293,12 +307,12 @@ def _cmd_train(args) -> None:
 
     doc = train_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                        batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed, fp16=args.fp16,
-                       progress=not args.json)
+                       optimizer=args.optimizer, progress=not args.json)
     if args.json:
         print(json.dumps(doc, indent=2))
         return
     print(f"{doc['model']} on {doc['dataset']}, arch {doc['arch']} ({doc['arithmetic']}), B={doc['batch']} "
-          f"T={doc['timesteps']} lr={doc['lr']}, {doc['steps_per_epoch']} steps per epoch")
+          f"T={doc['timesteps']} {doc['optimizer']} lr={doc['lr']}, {doc['steps_per_epoch']} steps per epoch")
     print("epoch   loss  train   test  energy/step  latency/step  DRAM/step  spike rate  skipped ops")
     for e in doc["epochs"]:
         print(f"{e['epoch']:5d}  {e['loss']:.3f}  {e['train_acc']:.3f}  {e['test_acc']:.3f}  "
@@ -317,7 +331,7 @@ def _cmd_federated(args) -> None:
     doc = federated_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, workers=args.workers,
                            rounds=args.rounds, local_steps=args.local_steps, partition=args.partition,
                            batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed,
-                           scheduler=args.dask_scheduler, in_process=args.in_process, progress=not args.json)
+                           optimizer=args.optimizer, scheduler=args.dask_scheduler, in_process=args.in_process, progress=not args.json)
     if args.json:
         print(json.dumps(doc, indent=2))
         return

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from hwsim.optim import make_optimizer
 from isa import Graph, SpikeforgeError
 from isa.arch import Arch
 from spikeforge.train import Dataset
@@ -35,16 +36,18 @@ class FedConfig:
     partition: str = "iid"  # or dirichlet:ALPHA
     batch: int = 32
     timesteps: int = 8
-    lr: float = 0.1
+    lr: float | None = None  # default: hwsim.optim.DEFAULT_LR of the optimizer
     seed: int = 0
+    optimizer: str = "sgd"  # each worker's, fresh every round (its state does not travel)
 
     def check(self) -> None:
         for key in ("workers", "rounds", "local_steps", "batch", "timesteps"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SpikeforgeError(f"{key.replace('_', '-')}: must be a positive int, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise SpikeforgeError(f"lr: must be a positive number, got {self.lr!r}")
+        make_optimizer(self.optimizer, self.lr)
         dirichlet_alpha(self.partition)
 
 
@@ -151,6 +154,7 @@ class FedResult:
     local_steps: int
     batch: int
     timesteps: int
+    optimizer: str
     lr: float
     seed: int
     params: int
@@ -166,11 +170,11 @@ class FedResult:
 
 
 def local_round(graph: Graph, program, chip: Arch, weights: dict, x: np.ndarray, y: np.ndarray,
-                batches: list[np.ndarray], lr: float, worker: int) -> tuple[dict, WorkerLog]:
+                batches: list[np.ndarray], optimizer: str, lr: float | None, worker: int) -> tuple[dict, WorkerLog]:
     """One worker's round on its shard (x, y): from `weights`, one simulated training step per
-    batch; its new weights and figures. `graph` is not changed."""
+    batch with a fresh `optimizer`; its new weights and figures. `graph` is not changed."""
     from hwsim.cost import run_costs
-    from hwsim.functional import Simulator, run, sgd_update
+    from hwsim.functional import Simulator, run
     from spikeforge.train import _round_weights, encode
 
     g = copy.deepcopy(graph)
@@ -178,11 +182,12 @@ def local_round(graph: Graph, program, chip: Arch, weights: dict, x: np.ndarray,
     fp16 = chip.arithmetic == "fp16"
     sim = Simulator(g, fp16=fp16)
     T = program.header.timesteps
+    update = make_optimizer(optimizer, lr)
     rows = []
     for idx in batches:
         res = run(sim, {g.inputs[0].name: encode(x[idx], T)}, y[idx], True)
         costs = run_costs(program, g, chip, res.stats, "sparse")
-        sgd_update(g, res.grads, lr)
+        update.step(g, res.grads)
         if fp16:
             _round_weights(g)
         sim.refresh()
@@ -225,7 +230,7 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
                               f"the model's input wants {list(shape)}", graph.name)
     parts = shards(data.y_train, cfg.workers, cfg.partition, cfg.seed, cfg.batch)
     program = compile_model(graph, chip, training=True, timesteps=cfg.timesteps, batch=cfg.batch,
-                            seed=cfg.seed).program
+                            seed=cfg.seed, optimizer=cfg.optimizer).program
     fp16 = chip.arithmetic == "fp16"
     if fp16:
         _round_weights(graph)
@@ -233,7 +238,8 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
     params = graph.param_count()
     link = chip.system.link
     result = FedResult(graph.name, chip.name, chip.arithmetic, data.name, cfg.partition, cfg.workers,
-                       cfg.local_steps, cfg.batch, cfg.timesteps, cfg.lr, cfg.seed, params, chip.value_bytes,
+                       cfg.local_steps, cfg.batch, cfg.timesteps, cfg.optimizer,
+                       make_optimizer(cfg.optimizer, cfg.lr).lr, cfg.seed, params, chip.value_bytes,
                        chip.system.topology, asdict(link), [len(p) for p in parts],
                        [np.bincount(data.y_train[p], minlength=classes).tolist() for p in parts])
     comm_bytes, comm_pj, comm_s = exchange(chip, params, cfg.workers)
@@ -242,7 +248,8 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
         shared = tuple(client.scatter(v, broadcast=True) for v in shared)
     for rnd in range(1, cfg.rounds + 1):
         weights = get_weights(graph)
-        jobs = [(*shared, weights, data.x_train[p], data.y_train[p], local_batches(len(p), cfg, rnd, w), cfg.lr, w)
+        jobs = [(*shared, weights, data.x_train[p], data.y_train[p], local_batches(len(p), cfg, rnd, w),
+                 cfg.optimizer, cfg.lr, w)
                 for w, p in enumerate(parts)]
         if client is None:
             outs = [local_round(*job) for job in jobs]

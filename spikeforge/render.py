@@ -67,7 +67,7 @@ def _bytes(n: float) -> str:
 
 def print_compile(s: dict, out: str) -> None:
     c = _console()
-    kind = "training step" if s["training"] else "inference"
+    kind = f"training step, {s['optimizer']} update" if s["training"] else "inference"
     c.print(f"[bold]{s['model']}[/bold] on [bold]{s['arch']}[/bold] ({kind}, T={s['timesteps']}, B={s['batch']}): "
             f"{s['pieces']} pieces in {s['rounds']} round(s), mapped in {s['map_seconds']:.2f} s")
     d = s["dataflow"]
@@ -104,7 +104,7 @@ def print_report(rep: dict, out: str | None) -> None:
     """The simulate summary: totals, energy breakdown, DRAM by category, busiest layers."""
     t, c = rep["totals"], rep["config"]
     con = _console()
-    step = "training step" if c["training"] else "inference"
+    step = f"training step, {c['optimizer']} update" if c["training"] else "inference"
     con.print(f"{c['model']} on {c['arch']} ({step}, T={c['timesteps']}, B={c['batch']}, mode {c['mode']}, "
               f"{c['arithmetic']} arithmetic, dataflow {c['dataflow']}: loop order {c['order']})")
     tab = Table(title="totals")

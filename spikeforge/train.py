@@ -1,6 +1,6 @@
 """On-chip training on a dataset: every step runs the simulator's FP, BP and WG engines on real
-samples, applies the SGD update, and walks the compiled program for that step's energy, latency,
-DRAM traffic and measured sparsity."""
+samples, applies the update (SGD, or Adam with its state kept from step to step), and walks
+the compiled program for that step's energy, latency, DRAM traffic and measured sparsity."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ class TrainResult:
     dataset: str
     timesteps: int
     batch: int
+    optimizer: str
     lr: float
     seed: int
     steps_per_epoch: int
@@ -105,19 +106,22 @@ def _sparsity(graph: Graph, stats, T: int, B: int) -> tuple[float, float]:
 
 
 def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, batch: int = 32,
-          timesteps: int = 8, lr: float = 0.5, seed: int = 0, fp16: bool | None = None, progress=None) -> TrainResult:
+          timesteps: int = 8, lr: float | None = None, seed: int = 0, fp16: bool | None = None,
+          optimizer: str = "sgd", progress=None) -> TrainResult:
     """Train `graph` in place on `data`, one simulated on-chip training step per batch, on the
-    architecture `arch` (preset or YAML file). `fp16` (default: the architecture's `arithmetic`)
-    rounds every stored value, weights included, to FP16. `progress(epoch, step, steps)` is called after each step."""
+    architecture `arch` (preset or YAML file), updating with `optimizer` (sgd or adam) at `lr`
+    (default: hwsim.optim.DEFAULT_LR). `fp16` (default: the architecture's `arithmetic`) rounds
+    every stored value, weights included, to FP16 (Adam's state stays FP32).
+    `progress(epoch, step, steps)` is called after each step."""
     from compiler.driver import compile_model
     from hwsim.cost import run_costs
-    from hwsim.functional import Simulator, run, sgd_update
+    from hwsim.functional import Simulator, run
+    from hwsim.optim import make_optimizer
 
     for key, v in (("epochs", epochs), ("batch", batch), ("timesteps", timesteps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise SpikeforgeError(f"{key}: must be a positive int, got {v!r}")
-    if not lr > 0:
-        raise SpikeforgeError(f"lr: must be positive, got {lr!r}")
+    update = make_optimizer(optimizer, lr)
     chip = load_arch(arch, None if fp16 is None else {"arithmetic": "fp16" if fp16 else "fp32"})
     fp16 = chip.arithmetic == "fp16"
     shape = graph.inputs[0].type.shape
@@ -126,15 +130,16 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
                               f"the model's input wants {list(shape)}", graph.name)
     if len(data.x_train) < batch:
         raise SpikeforgeError(f"batch {batch} is larger than the {len(data.x_train)} training samples")
-    program = compile_model(graph, chip, training=True, timesteps=timesteps, batch=batch, seed=seed).program
+    program = compile_model(graph, chip, training=True, timesteps=timesteps, batch=batch, seed=seed,
+                            optimizer=optimizer).program
     sim = Simulator(graph, fp16=fp16)
     if fp16:
         _round_weights(graph)
         sim.refresh()
     rng = np.random.default_rng(seed)
     name = graph.inputs[0].name
-    result = TrainResult(graph.name, chip.name, chip.arithmetic, data.name, timesteps, batch, lr, seed,
-                         len(data.x_train) // batch)
+    result = TrainResult(graph.name, chip.name, chip.arithmetic, data.name, timesteps, batch, optimizer, update.lr,
+                         seed, len(data.x_train) // batch)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         rows = []
@@ -142,7 +147,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
         for i, idx in enumerate(steps):
             res = run(sim, {name: encode(data.x_train[idx], timesteps)}, data.y_train[idx], True)
             costs = run_costs(program, graph, chip, res.stats, "sparse")
-            sgd_update(graph, res.grads, lr)
+            update.step(graph, res.grads)
             if fp16:
                 _round_weights(graph)
             sim.refresh()

@@ -5,8 +5,8 @@ Each worker process keeps these caches, so a point usually costs re-pricing only
 `simulate`, a point chooses among the dataflow candidates by their walks with the measured work
 (a profile-guided choice):
 - the mapping (plan and schedule) per `Point.compile_key` (model, seed, base arch, the overrides
-  the mapper reads, training, T, B): points that change only clock, energy, DRAM, NoC or engine
-  figures share it;
+  the mapper reads, training, T, B, optimizer): points that change only clock, energy, DRAM, NoC
+  or engine figures share it;
 - the functional result (spikes, gradients, measured work) per (model, seed, T, B, training,
   input, arithmetic): every point of a sweep over the hardware shares it;
 - the dataflow candidates (programs and their dense activities) per mapping and the arch fields
@@ -46,11 +46,12 @@ def _base(arch: str) -> dict:
 
 
 @lru_cache(maxsize=32)
-def _mapping(model: str, seed: int, arch: str, shape: tuple, training: bool, timesteps: int, batch: int):
+def _mapping(model: str, seed: int, arch: str, shape: tuple, training: bool, timesteps: int, batch: int,
+             optimizer: str):
     """Plan and schedule for the base architecture with the mapper-relevant overrides `shape`."""
     chip = build_arch(_base(arch), dict(shape))
     plan = map_graph(_graph(model, seed), chip, MapConfig(training=training, timesteps=timesteps, batch=batch,
-                                                          seed=seed))
+                                                          seed=seed, optimizer=optimizer))
     check_tiles(plan)
     return plan, build_schedule(plan)
 

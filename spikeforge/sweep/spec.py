@@ -19,13 +19,14 @@ from isa import SpikeforgeError
 from isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_memory, show
 from isa.safeio import load_yaml, read_text
 from isa.arch import OPTIONAL_FIELDS, Arch, apply_overrides, arch_doc, arch_from_doc, presets
+from isa.program import OPTIMIZERS
 from mapping.dataflow import DATAFLOWS, OBJECTIVES
 
 MAX_POINTS = 10_000  # design points of one spec, unless --max-points says otherwise
-VERSION = "2"  # of the point configuration: a change invalidates stored results
+VERSION = "3"  # of the point configuration: a change invalidates stored results
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 FIELDS = ("arch", "models", "training", "timesteps", "batch", "rate", "input", "seed", "mode", "dataflow",
-          "objective", "params", "samples", "sample_seed")
+          "objective", "optimizer", "params", "samples", "sample_seed")
 
 # Architecture fields the mapper never reads (mapping/plan.py, mapping/dataflow.py and
 # compiler/codegen.py read the mesh, the precision and the buffers' names, sizes, levels and
@@ -97,6 +98,7 @@ class Point:
     mode: str
     dataflow: str = "search"
     objective: str = "energy"
+    optimizer: str = "sgd"
 
     @cached_property
     def hash(self) -> str:
@@ -108,13 +110,14 @@ class Point:
     def compile_key(self) -> tuple:
         """What the mapping depends on: points with the same key share one mapping."""
         shape = tuple((p, v) for p, v in self.overrides if not cost_only(p))
-        return self.model, self.seed, self.arch, shape, self.training, self.timesteps, self.batch
+        return self.model, self.seed, self.arch, shape, self.training, self.timesteps, self.batch, self.optimizer
 
     def columns(self) -> dict[str, Any]:
         """The point's settings and parameters, as result-table columns."""
         return {"model": self.model, "arch": self.arch, "training": self.training, "timesteps": self.timesteps,
                 "batch": self.batch, "rate": self.rate, "input": self.input, "seed": self.seed, "mode": self.mode,
-                "dataflow": self.dataflow, "objective": self.objective, **dict(self.overrides)}
+                "dataflow": self.dataflow, "objective": self.objective, "optimizer": self.optimizer,
+                **dict(self.overrides)}
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class Spec:
     mode: str = "sparse"
     dataflow: str = "search"
     objective: str = "energy"
+    optimizer: str = "sgd"
     samples: int = 0
     sample_seed: int = 0
     files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of every file the sweep reads
@@ -151,7 +155,7 @@ class Spec:
                     chosen = dict(zip((p.path for p in grid), values)) | dict(sample)
                     overrides = tuple((p.path, chosen[p.path]) for p in self.params)
                     pt = Point(model, self.arch, overrides, self.training, self.timesteps, self.batch, self.rate,
-                               self.input, self.seed, self.mode, self.dataflow, self.objective)
+                               self.input, self.seed, self.mode, self.dataflow, self.objective, self.optimizer)
                     points.setdefault(pt.hash, pt)
         return list(points.values())
 
@@ -159,7 +163,8 @@ class Spec:
         """What all points share: a sweep directory holds the points of one set of settings."""
         return {"arch": self.arch, "training": self.training, "timesteps": self.timesteps, "batch": self.batch,
                 "rate": self.rate, "input": self.input, "seed": self.seed, "mode": self.mode,
-                "dataflow": self.dataflow, "objective": self.objective, "params": [p.path for p in self.params]}
+                "dataflow": self.dataflow, "objective": self.objective, "optimizer": self.optimizer,
+                "params": [p.path for p in self.params]}
 
 
 # ---- loading and validation ------------------------------------------------------------------
@@ -203,14 +208,14 @@ def load_spec(path: str, max_points: int = MAX_POINTS) -> Spec:
     kw = dict(training=doc.get("training", False), timesteps=ck.int_(doc, "timesteps", 4, 1, MAX_TIMESTEPS),
               batch=ck.int_(doc, "batch", 1, 1, MAX_BATCH), seed=ck.int_(doc, "seed", 0, 0, MAX_SEED),
               mode=doc.get("mode", "sparse"), dataflow=doc.get("dataflow", "search"),
-              objective=doc.get("objective", "energy"),
+              objective=doc.get("objective", "energy"), optimizer=doc.get("optimizer", "sgd"),
               samples=ck.int_(doc, "samples", 0, 1, max_points) if "samples" in doc else 0,
               sample_seed=ck.int_(doc, "sample_seed", 0, 0, MAX_SEED))
     if not isinstance(kw["training"], bool):
         raise ck.fail("training", f"must be true or false, got {show(kw['training'])}")
     if kw["mode"] not in ("sparse", "dense"):
         raise ck.fail("mode", f"must be sparse or dense, got {show(kw['mode'])}")
-    for key, allowed in (("dataflow", DATAFLOWS), ("objective", OBJECTIVES)):
+    for key, allowed in (("dataflow", DATAFLOWS), ("objective", OBJECTIVES), ("optimizer", tuple(OPTIMIZERS))):
         if kw[key] not in allowed:
             raise ck.fail(key, f"must be one of {', '.join(allowed)}, got {show(kw[key])}")
     rate, input_file, data = _input(doc, folder, files, ck)

@@ -71,9 +71,13 @@ class Store:
         """Record the sweep's settings, or check that they are those of the points already stored:
         a directory may gain points (models, values, samples), not change what its points mean."""
         old = self.meta()
+        stored = old.get("settings", settings)
         for key, value in settings.items():
-            if old.get("settings", settings)[key] != value:
-                raise SpikeforgeError(f"holds a sweep with {key} = {old['settings'][key]!r}, this spec has "
+            if key not in stored:
+                raise SpikeforgeError(f"holds a sweep of an older spikeforge, without the setting {key!r}: use "
+                                      "another OUTDIR", where)
+            if stored[key] != value:
+                raise SpikeforgeError(f"holds a sweep with {key} = {stored[key]!r}, this spec has "
                                       f"{value!r}: use another OUTDIR (a spec may only add points to it)", where)
         for path, digest in files.items():
             if old.get("files", {}).get(path, digest) != digest:

@@ -75,11 +75,15 @@ def test_bytes_grow_with_time_steps_and_shrink_with_a_larger_l2():
     assert big_l2 < gpu_dram_bytes(g, 16, 4)["total"] < no_l2
 
 
-def test_momentum_adds_optimizer_traffic_only():
+def test_momentum_and_adam_add_optimizer_traffic_only():
     sgd = gpu_dram_bytes(_model("vgg11"), 16, 4)
     mom = gpu_dram_bytes(_model("vgg11"), 16, 4, GpuConfig(optimizer="momentum"))
-    assert mom["optimizer"] > sgd["optimizer"]
+    adam = gpu_dram_bytes(_model("vgg11"), 16, 4, GpuConfig(optimizer="adam"))
+    assert adam["optimizer"] > mom["optimizer"] > sgd["optimizer"]
     assert all(mom[c] == sgd[c] for c in CATEGORIES if c != "optimizer")
+    # Adam reads each gradient twice: a small one written just before the update leaves L2 now
+    assert all(adam[c] == sgd[c] for c in ("weights", "activations", "bptt_state"))
+    assert 0 <= adam["gradients"] - sgd["gradients"] <= 0.0001 * sgd["gradients"]
 
 
 def test_tiny_linear_layer_counts_by_hand():
@@ -94,10 +98,13 @@ def test_tiny_linear_layer_counts_by_hand():
     assert d["bptt_state"] == 3 * 4
     assert d["gradients"] == (2 + 8 + 2) * 4
     assert d["optimizer"] == 3 * 8 * 4
+    # Adam's seven foreach stages: m g -> m, v -> v, v g -> v, v -> s, s -> s, s -> s, W m s -> W
+    adam = gpu_dram_bytes(g, 1, 1, GpuConfig(l2_mb=0, optimizer="adam"))
+    assert adam["optimizer"] == (3 + 2 + 3 + 2 + 2 + 2 + 4) * 8 * 4
 
 
 def test_unsupported_config_is_rejected():
-    for cfg in (GpuConfig(precision="bf16"), GpuConfig(optimizer="adam")):
+    for cfg in (GpuConfig(precision="bf16"), GpuConfig(optimizer="rmsprop")):
         with pytest.raises(ValueError):
             gpu_dram_bytes(_model("mlp"), 16, 4, cfg)
 

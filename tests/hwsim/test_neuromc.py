@@ -34,6 +34,17 @@ def test_one_linear_layer_by_hand():
     assert r.flops == 2 * 128 and r.tflops_per_w == pytest.approx(256 / r.onchip_pj)
 
 
+def test_adam_update_by_hand():
+    """NeuroMC's Adam (docs/neuromc_rules.md sections 5-6): per weight element 4 adds, 11 muls and
+    a sqrt, 6 FP32 words read and 5 written at the optimizer SRAM (1.8 pJ/bit) and at the
+    registers; each of the 4 bias elements counts twice. The FP/BP/WG energies do not change."""
+    sgd = neuromc_costs(_net(8, 4), NEUROMC, batch=1, timesteps=2)
+    adam = neuromc_costs(_net(8, 4), NEUROMC, batch=1, timesteps=2, optimizer="adam")
+    per = 4 * 0.548 + 11 * 0.812 + 0.514 + 32 * (11 * 1.8 + 11 * 0.0025)
+    assert adam.update_pj == pytest.approx((32 + 2 * 4) * per)
+    assert adam.energy_pj == sgd.energy_pj
+
+
 def test_weights_reload_per_fragment_when_they_do_not_fit():
     small, big = _net(32, 32), _net(64, 32)  # 2,112 B fit 2.25 KiB; 4,160 B do not
     for g, loads in ((small, 1), (big, 8)):

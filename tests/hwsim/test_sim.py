@@ -155,6 +155,7 @@ def test_simulate_records_spikes_and_runs_a_compile_directory(capsys, tmp_path):
     (["simulate", "mlp", "--mode", "fast"], "--mode"),
     (["simulate", "mlp", "--rate", "1.5"], "rate"),
     (["simulate", "mlp", "--record-spikes"], "-o"),
+    (["simulate", "mlp", "--train", "--optimizer", "rmsprop"], "--optimizer"),
     (["simulate", "mlp", "--input", "{bad}", "-o", "{o}"], "expected shape"),
 ])
 def test_simulate_errors_are_one_line(capsys, tmp_path, argv, needle):
@@ -163,6 +164,34 @@ def test_simulate_errors_are_one_line(capsys, tmp_path, argv, needle):
     rc, _, err = _cli(capsys, *argv)
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err
     assert not (tmp_path / "o").exists()
+
+
+def test_adam_costs_its_ops_and_its_state_traffic_in_dram(capsys):
+    """With no global buffer (naive), Adam's m and v (2 FP32 words per parameter) are loaded
+    from DRAM and stored back by every update: 2 x 2 x 4 B per parameter more than SGD's update,
+    which reads and writes the weights alone; nothing else changes."""
+    from isa.arch import load_arch
+
+    reps = {}
+    for opt in ("sgd", "adam"):
+        rc, out, err = _cli(capsys, "simulate", "mlp", "--train", "-T", "2", "-B", "2", "--dataflow", "naive",
+                            "--optimizer", opt, "--json")
+        assert rc == 0, err
+        reps[opt] = json.loads(out)
+    sgd, adam = (reps[k]["totals"] for k in ("sgd", "adam"))
+    assert reps["adam"]["config"]["optimizer"] == "adam" and reps["sgd"]["config"]["optimizer"] == "sgd"
+    params = sum(li.params for li in load_model("mlp", weights=False).layers() if li.kind == "linear")
+    a, s = adam["dram_bytes_by_category"], sgd["dram_bytes_by_category"]
+    assert a["optimizer"] - s["optimizer"] == 2 * 2 * 4 * params
+    assert all(a[k] == s[k] for k in s if k != "optimizer") and s["optimizer"] == 2 * 2 * params  # FP16 weights
+    chip = load_arch("default")
+    ea, es = adam["energy_breakdown_pj"], sgd["energy_breakdown_pj"]
+    assert ea["compute"] - es["compute"] == pytest.approx(params * (chip.energy.adam - chip.energy.sgd), rel=1e-6)
+    # the state passes the weights' tile buffer: DMA in, read and written by the update, DMA out
+    wb = chip.buffer("fp_weights").read_pj_per_bit
+    assert ea["sram"] - es["sram"] == pytest.approx(4 * 64 * params * wb, rel=1e-6)
+    assert ea["dram"] - es["dram"] == pytest.approx(16 * params * 8 * chip.dram.pj_per_bit, rel=1e-6)
+    assert adam["cycles"] > sgd["cycles"]
 
 
 def test_fp16_arithmetic_rounds_stored_values_and_stays_close_to_fp32():

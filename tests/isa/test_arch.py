@@ -42,7 +42,7 @@ def test_sram_energy_and_area_grow_with_capacity():
 @pytest.mark.parametrize("preset", ["default", "neuromc"])
 def test_every_default_constant_carries_its_source_or_says_assumption(preset):
     keys = ("clock_mhz:", "static_mw:", "link_bits:", "hop_cycles:", "hop_pj_per_bit:", "gb_per_s:", "latency_ns:",
-            "pj_per_bit: 20.3", "ac:", "mac:", "neuron_fwd:", "neuron_bwd:", "elem:", "sgd:", "register_bit:")
+            "pj_per_bit: 20.3", "ac:", "mac:", "neuron_fwd:", "neuron_bwd:", "elem:", "sgd:", "adam:", "register_bit:")
     lines = preset_text(preset).splitlines()
     for k in keys:
         line = next(l for l in lines if l.strip().startswith(k))
@@ -89,3 +89,9 @@ def test_bad_files(tmp_path):
         load_arch(str(f))
     with pytest.raises(SpikeforgeError, match="neither an architecture preset"):
         load_arch(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("preset", ["default", "edge4", "large64", "neuromc"])
+def test_adam_energy_is_neuromcs_ops_per_parameter(preset):
+    # 4 adds + 11 muls + 1 sqrt per parameter (docs/neuromc_rules.md section 5)
+    assert load_arch(preset).energy.adam == pytest.approx(4 * 0.548 + 11 * 0.812 + 0.514)

@@ -6,7 +6,7 @@ from isa.sasm import assemble, disassemble
 
 EXAMPLE = """\
 # spikeforge assembly
-.program model="mlp" arch="default" training=true timesteps=4 batch=1 dataflow="naive" order="step" rounds=1 strategy="metis" spike_rate=0.1
+.program model="mlp" arch="default" training=true timesteps=4 batch=1 dataflow="naive" order="step" rounds=1 strategy="metis" spike_rate=0.1 optimizer="sgd"
 .core 0 0
   dma.load fp.weights, 4096, weights, "fc1", dram
   loop time 4
@@ -31,7 +31,7 @@ def _every_opcode() -> Program:
     """A program built in Python that uses every opcode, nested and reverse loops, odd strings."""
     return Program(
         Header(model="vgg \"11\"\n\u00e9", arch="chip #1", training=False, timesteps=8, batch=3, dataflow="ws_batch",
-               order="batch", rounds=2, strategy="sequential", spike_rate=1e-3),
+               order="batch", rounds=2, strategy="sequential", spike_rate=1e-3, optimizer="adam"),
         {
             (1, 2): [Instr("barrier", (0,))],  # out of order: Program sorts the cores
             (0, 0): [
@@ -89,7 +89,7 @@ def test_loose_text_becomes_canonical_and_stays_so():
     assert canonical == disassemble(assemble(canonical))
     assert canonical.splitlines()[1:6] == [
         '.program model="m" arch="a" training=false timesteps=2 batch=3 dataflow="naive" order="step" rounds=1 '
-        'strategy="metis" spike_rate=0.5', ".core 0 0", "  loop time 2 reverse", "    loop batch 3", '      fp.fire "n", 1, 2']
+        'strategy="metis" spike_rate=0.5 optimizer="sgd"', ".core 0 0", "  loop time 2 reverse", "    loop batch 3", '      fp.fire "n", 1, 2']
 
 
 def test_python_program_round_trips_through_text():
@@ -156,6 +156,8 @@ def test_bad_cores_and_header_in_python():
         Program(replace(HEADER, order="random"), {})
     with pytest.raises(SpikeforgeError, match="header spike_rate must be in"):
         Program(replace(HEADER, spike_rate=float("nan")), {})
+    with pytest.raises(SpikeforgeError, match="header optimizer must be one of sgd, adam, got 'rmsprop'"):
+        Program(replace(HEADER, optimizer="rmsprop"), {})
     with pytest.raises(SpikeforgeError, match="must be a Header"):
         Program({"model": "mlp"}, {})
 
@@ -187,6 +189,7 @@ _HEAD = '.program model="m" arch="a" training=true timesteps=4 batch=1\n.core 0 
     (".program model=\"m\" arch=\"a\"\n", "line 1 column 1: header field 'training' is missing"),
     (".program model=\"m\" lr=0.1\n", "line 1 column 20: unknown header field 'lr'"),
     (".program model=\"m\" batch=0\n", "line 1 column 20: header batch must be a positive int"),
+    (".program model=\"m\" optimizer=\"Adam\"\n", "line 1 column 20: header optimizer must be one of sgd, adam"),
     (_HEAD + ".program model=\"m\"\n", "line 3 column 1: .program must come once"),
     (".core 0 0\n", "no .program header"),
     (_HEAD + "  noc.recv grad, (0, -1), 1, \"t\"\n", "line 3 column 3: noc.recv operand 2 (coord)"),

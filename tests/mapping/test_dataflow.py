@@ -179,3 +179,36 @@ def test_compile_json_records_the_choice_and_the_runners_up(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["dataflow"]["name"] == "naive" and out["dataflow"]["runners_up"] == []
     assert np.isfinite(out["area_mm2"])
+
+
+def test_adam_state_lives_in_the_global_buffer_when_it_fits_else_in_dram():
+    from compiler.stats import compile_stats
+
+    def run(model, arch, dataflow, opt):
+        g = load_model(model, weights=False)
+        c = compile_model(g, arch, training=True, timesteps=2, batch=4, dataflow=dataflow, optimizer=opt)
+        params = {li.name: li.params for li in g.layers() if li.kind == "linear"}
+        return c, compile_stats(c), params
+
+    digits = str(EXAMPLES / "digits_mlp.yaml")
+    c, adam, params = run(digits, "default", "search", "adam")
+    _, sgd, _ = run(digits, "default", "search", "sgd")
+    assert adam["optimizer"] == "adam" and c.program.header.optimizer == "adam"
+    assert {g["group"]: g["optimizer_state"] for g in adam["dataflow"]["groups"]} == {"fc1": "gb", "fc2": "gb"}
+    assert all(g["optimizer_state"] is None for g in sgd["dataflow"]["groups"])
+    assert adam["dram_bytes"] == sgd["dram_bytes"]  # 77 KB of state stay in the 6 MiB buffer between steps
+    moved = {op: sum(i.args[1] for core in c.program.cores for i, _ in c.program.walk(core)
+                     if i.op == op and i.args[2:5:2] == ("optimizer", "gb")) for op in ("dma.load", "dma.store")}
+    assert moved == {"dma.load": 8 * sum(params.values()), "dma.store": 8 * sum(params.values())}  # m, v: FP32
+    _, naive, _ = run(digits, "default", "naive", "adam")
+    assert {g["optimizer_state"] for g in naive["dataflow"]["groups"]} == {"dram"}
+    # mlp's 5.4 MB of state against edge4's 1 MiB buffer: what does not fit is loaded and stored per step
+    c, adam, params = run("mlp", "edge4", "search", "adam")
+    _, sgd, _ = run("mlp", "edge4", "search", "sgd")
+    homes = {g["group"]: g["optimizer_state"] for g in adam["dataflow"]["groups"]}
+    assert "dram" in homes.values() and "gb" in homes.values()
+    in_dram = sum(params[n] for n, home in homes.items() if home == "dram")
+    assert adam["dram_bytes"]["optimizer"] - sgd["dram_bytes"]["optimizer"] == 2 * 2 * 4 * in_dram
+    state, w = 8 * sum(params.values()), 2 * sum(params.values())
+    bound = dram_lower_bound(c.plan)["optimizer"]
+    assert bound == 2 * w + 2 * (state - 1024 * 1024) and adam["dram_bytes"]["optimizer"] >= bound

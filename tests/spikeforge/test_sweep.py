@@ -100,6 +100,32 @@ def test_spec_expands_grids_times_seeded_samples_and_keeps_ints(tmp_path):
     assert {p.hash for p in other}.isdisjoint({p.hash for p in points})
 
 
+def test_the_optimizer_setting_reaches_every_point(tmp_path):
+    doc = {**GRID, "training": True, "dataflow": "naive", "params": [{"path": "clock_mhz", "values": [500]}]}
+    rows = {}
+    for opt in ("sgd", "adam"):
+        spec = load_spec(str(_spec(tmp_path, {**doc, "optimizer": opt} if opt == "adam" else doc)))
+        (point,) = spec.points()
+        assert spec.settings()["optimizer"] == point.optimizer == point.columns()["optimizer"] == opt
+        rows[opt] = evaluate(point)
+        assert rows[opt]["status"] == "ok", rows[opt]["error"]
+    params = sum(li.params for li in load_model("mlp", weights=False).layers() if li.kind == "linear")
+    key = "dram_bytes_by_category_optimizer"
+    assert rows["adam"][key] - rows["sgd"][key] == 2 * 2 * 4 * params  # m and v in DRAM, FP32, in and out
+
+
+def test_a_directory_of_an_older_spikeforge_is_refused(tmp_path):
+    from isa import SpikeforgeError
+    from spikeforge.sweep.store import Store
+
+    settings = load_spec(str(_spec(tmp_path, GRID))).settings()
+    store = Store(tmp_path)
+    store.claim({k: v for k, v in settings.items() if k != "optimizer"}, {}, "out")  # as version 2 wrote it
+    with pytest.raises(SpikeforgeError, match="an older spikeforge, without the setting 'optimizer'"):
+        store.claim(settings, {}, "out")
+    store.close()
+
+
 def test_fields_the_mapper_does_not_read_leave_the_program_unchanged():
     """The mapping cache's premise: every cost-only field perturbed, the same placement, and the
     same program for a fixed dataflow (the search may pick another candidate under other prices)."""
@@ -219,6 +245,7 @@ def test_rerun_skips_stored_points_adds_new_ones_and_refuses_other_settings(grid
     ({"input": "x.npz"}, "rate: give rate or input, not both"),
     ({"timesteps": 0}, "timesteps: must be an int in [1, 100000], got 0"),
     ({"mdoe": "dense"}, "mdoe: unknown field"),
+    ({"optimizer": "rmsprop"}, "optimizer: must be one of sgd, adam, got 'rmsprop'"),
 ])
 def test_spec_errors_name_the_path_and_exit_2_before_any_output(tmp_path, capsys, change, needle):
     spec = _spec(tmp_path, {**GRID, **change}, "bad.yaml")

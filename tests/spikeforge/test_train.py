@@ -57,8 +57,26 @@ def test_fp16_training_rounds_weights(small):
     assert r.epochs[0].test_acc > 0.2
 
 
+def test_adam_training_learns_with_its_state_kept_between_steps(small, monkeypatch):
+    import hwsim.optim
+
+    made = []
+    monkeypatch.setattr(hwsim.optim, "make_optimizer",
+                        lambda *a, make=hwsim.optim.make_optimizer: made.append(make(*a)) or made[-1])
+    r = train(load_model(_example().MODEL, seed=0), small, epochs=2, batch=32, timesteps=6, lr=0.01, optimizer="adam")
+    assert r.optimizer == "adam" and r.lr == 0.01
+    assert r.epochs[1].loss < r.epochs[0].loss and r.epochs[1].test_acc > 0.6  # chance is 0.1
+    (opt,) = made
+    assert opt.t == 16 and {k for k in opt.m} == {("fc1", "weight"), ("fc1", "bias"), ("fc2", "weight"), ("fc2", "bias")}
+    # the 77 KB of state stay in the global buffer: no more DRAM traffic than SGD's step
+    sgd = train(load_model(_example().MODEL, seed=0), small, epochs=1, batch=32, timesteps=6)
+    assert sgd.optimizer == "sgd" and sgd.lr == 0.1 and r.epochs[0].dram_bytes == sgd.epochs[0].dram_bytes
+    assert r.epochs[0].energy_pj > sgd.epochs[0].energy_pj
+
+
 @pytest.mark.parametrize("kw, msg", [(dict(batch=0), "batch: must be a positive int"),
                                      (dict(lr=-1.0), "lr: must be positive"),
+                                     (dict(optimizer="Adam"), "optimizer: must be one of sgd, adam"),
                                      (dict(batch=1000), "larger than the 256 training samples")])
 def test_bad_settings(small, kw, msg):
     with pytest.raises(SpikeforgeError, match=msg):
@@ -75,8 +93,14 @@ def test_unknown_dataset_and_shape_mismatch(small):
 def test_cli_train_errors_exit_2_and_write_nothing(tmp_path, capsys):
     from spikeforge.cli import main
 
-    for argv, msg in ((["mlp"], "the model's input wants [784]"), ([_example().MODEL, "--epochs", "0"], "epochs")):
-        assert main(["train", *argv, "-o", str(tmp_path / "out")]) == 2
+    for argv, msg in ((["mlp"], "the model's input wants [784]"), ([_example().MODEL, "--epochs", "0"], "epochs"),
+                      ([_example().MODEL, "--optimizer", "rmsprop"], "--optimizer"),
+                      ([_example().MODEL, "--optimizer", "adam", "--lr", "0"], "lr: must be positive")):
+        try:
+            rc = main(["train", *argv, "-o", str(tmp_path / "out")])
+        except SystemExit as e:  # a usage mistake, from argparse
+            rc = e.code
+        assert rc == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err and err.count("\n") == 1
         assert not (tmp_path / "out").exists()
