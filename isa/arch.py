@@ -17,7 +17,8 @@ ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "g
          "wgrad", "bn", "optimizer", "other")
 LEVELS = ("tile", "core", "global")  # engine tile buffers, per-core SRAM banks, the chip's global buffers
 ENGINES = ("fp", "bp", "wg")
-ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "register_bit")
+ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "register_bit", "add", "mul", "mux", "comp",
+               "sqrt")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class Dram:
 
 @dataclass(frozen=True)
 class Energy:
-    """pJ per operation (see the preset YAML for each figure's source)."""
+    """pJ per operation (see the preset YAML for each figure's source): the cost walk's operation
+    classes, and the FP16 primitives the NeuroMC model (hwsim/neuromc.py) composes its costs from."""
 
     ac: float
     mac: float
@@ -100,6 +102,11 @@ class Energy:
     elem: float
     sgd: float
     register_bit: float
+    add: float
+    mul: float
+    mux: float
+    comp: float
+    sqrt: float
 
 
 @dataclass(frozen=True)
