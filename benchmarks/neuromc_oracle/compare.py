@@ -36,7 +36,8 @@ def engines(nm: NeuroMC, rec: dict) -> dict[str, tuple[float, float]]:
             for e in ENGINES}
 
 
-def _category(kind: str) -> str | None:
+def category(kind: str) -> str | None:
+    """weight, bn or neuron: the kinds of layer the model charges, by spikeforge op kind or torch module type."""
     if kind in ("linear", "conv1d", "conv2d", "Linear", "Conv1d", "Conv2d"):
         return "weight"
     if kind == "batchnorm" or kind.startswith("BatchNorm"):
@@ -51,8 +52,8 @@ def layers(graph: Graph, nm: NeuroMC, rec: dict, batch: int, timesteps: int) -> 
     (weight layers, batch-norms, neurons); a pair must agree in size (MACs, or elements), else
     the structures differ and ValueError names the first pair that does. Each row: name,
     module, op, and per engine (fp, bp, wg) (ours, theirs) in pJ."""
-    ours = {c: [(n, d) for n, d in nm.layers().items() if _category(d["op"]) == c] for c in ("weight", "bn", "neuron")}
-    theirs = {c: [m for m in rec["modules"] if "in_shape" in m and _category(m["type"]) == c] for c in ours}
+    ours = {c: [(n, d) for n, d in nm.layers().items() if category(d["op"]) == c] for c in ("weight", "bn", "neuron")}
+    theirs = {c: [m for m in rec["modules"] if "in_shape" in m and category(m["type"]) == c] for c in ours}
     rows = []
     for c in ours:
         if len(ours[c]) != len(theirs[c]):
@@ -71,7 +72,7 @@ def layers(graph: Graph, nm: NeuroMC, rec: dict, batch: int, timesteps: int) -> 
     return sorted(rows, key=lambda r: order[r["name"]])
 
 
-def max_layer_diff(rows: list[dict], category: str | None = None) -> float:
-    """The largest |relative difference| over the rows' engines (of one category's layers)."""
-    return max((abs(rel(*r[e])) for r in rows if category in (None, _category(r["op"])) for e in ("fp", "bp", "wg")
+def max_layer_diff(rows: list[dict], kind: str | None = None) -> float:
+    """The largest |relative difference| over the rows' engines (of one `category`'s layers)."""
+    return max((abs(rel(*r[e])) for r in rows if kind in (None, category(r["op"])) for e in ("fp", "bp", "wg")
                 if r[e] != (0.0, 0.0)), default=0.0)
