@@ -4,9 +4,10 @@ energy per engine and per layer with the difference, and TFLOPS/W beside the pap
 VGG-11 (32x32, the zoo's `vgg11`) runs SpikingJelly live when it is importable (about 5 s), else
 reads its committed record; ResNet-18 (224x224) reads the committed record, or runs live with
 --live-resnet (one to two minutes, 4.5 GB). SpikingJelly's figures are its module fragments only
-(docs/validation.md says why). Output is Markdown (docs/validation.md is made of it).
+(docs/validation.md says why). With --walk, ResNet-18 at B = 1 also runs through the chip's own
+cost walk on real data, in dense and sparse mode. Output is Markdown (docs/validation.md is made of it).
 
-    .venv/bin/python benchmarks/neuromc.py [--live-resnet] [--all-layers]
+    .venv/bin/python benchmarks/neuromc.py [--live-resnet] [--all-layers] [--walk]
 """
 
 from __future__ import annotations
@@ -85,13 +86,38 @@ def report(model: str, live: bool, all_layers: bool) -> None:
     print()
 
 
+def walk(name: str, T: int) -> None:
+    """The model beside the chip's own cost walk on real data (dense and sparse mode), B = 1."""
+    from spikeforge.api import simulate_to_dir
+
+    nm = neuromc_costs(load_model(name, weights=False), load_arch("neuromc"), 1, T)
+    print(f"## {name}, B = 1, T = {T}, arch `neuromc`: the model beside the cost walk on real data\n")
+    print("| run | FP ops | BP ops | WG ops | compute mJ | memory mJ | on-chip mJ | TFLOPS/W on chip |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    e = nm.engines()
+    compute = sum(d["mac_pj"] + d["extra_pj"] for d in e.values())
+    print(f"| NeuroMC model (Adam) | {e['fp']['macs']:,} | {e['bp']['macs']:,} | {e['wg']['macs']:,} | {mj(compute)} | "
+          f"{mj(nm.energy_pj - compute)} | {mj(nm.energy_pj)} | {nm.tflops_per_w:.3f} |")
+    for mode, dataflow in (("dense", "naive"), ("sparse", "naive"), ("dense", "search")):
+        t = simulate_to_dir(name, arch="neuromc", training=True, timesteps=T, batch=1, mode=mode,
+                            dataflow=dataflow)["totals"]
+        ops, en = t["synaptic_ops_by_engine"], t["energy_breakdown_pj"]
+        print(f"| cost walk (SGD), `--mode {mode} --dataflow {dataflow}` | {ops['fp']:,} | {ops['bp']:,} | "
+              f"{ops['wg']:,} | {mj(en['compute'])} | {mj(en['sram'])} | {mj(en['compute'] + en['sram'])} | "
+              f"{t['dense_tflops_per_w_onchip']:.3f} |")
+    print()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--live-resnet", action="store_true", help="run SpikingJelly on ResNet-18 too (1-2 min, 4.5 GB)")
     ap.add_argument("--all-layers", action="store_true", help="per-layer rows for batch-norm and neurons too")
+    ap.add_argument("--walk", action="store_true", help="then ResNet-18 at B = 1 through the cost walk (~1 min)")
     a = ap.parse_args(argv)
     report("vgg11", True, a.all_layers)
     report("resnet18", a.live_resnet, a.all_layers)
+    if a.walk:
+        walk("resnet18", T)
     return 0
 
 
