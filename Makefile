@@ -12,8 +12,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# SpikingJelly, the NeuroMC test oracle (tests/hwsim/test_neuromc.py), without its declared
+# dependencies: they name torchvision, which would replace torch 2.13; it needs loguru only.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps spikingjelly==2.0.0 loguru
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -165,7 +165,7 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
                       "seed": seed, "training": training, "arithmetic": arch.arithmetic,
                       "dataflow": h.dataflow, "order": h.order, "optimizer": h.optimizer if training else None,
                       "version": VERSION}}
-    if mode == "dense":  # the authors' read-once accounting of the same step, beside the walk
+    if mode == "dense":  # the same step under the authors' cost model (its counting rules, arch's prices)
         rep["neuromc"] = neuromc_costs(graph, arch, B, T, training, optimizer=h.optimizer).to_dict()
     if res.values:
         rep["_values"] = res.values

@@ -18,7 +18,8 @@ ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "g
          "wgrad", "bn", "optimizer", "other")
 LEVELS = ("tile", "core", "global")  # engine tile buffers, per-core SRAM banks, the chip's global buffers
 ENGINES = ("fp", "bp", "wg")
-ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "adam", "register_bit")
+ENERGY_KEYS = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "adam", "register_bit", "add", "mul", "mux",
+               "comp", "sqrt")
 TOPOLOGIES = ("star", "ring", "mesh")  # chips to a host; a ring of chips; a grid of chips (the host at chip 0)
 
 
@@ -135,7 +136,8 @@ class System:
 
 @dataclass(frozen=True)
 class Energy:
-    """pJ per operation (see the preset YAML for each figure's source)."""
+    """pJ per operation (see the preset YAML for each figure's source): the cost walk's operation
+    classes, and the FP16 primitives the NeuroMC model (hwsim/neuromc.py) composes its costs from."""
 
     ac: float
     mac: float
@@ -145,6 +147,11 @@ class Energy:
     sgd: float
     adam: float
     register_bit: float
+    add: float
+    mul: float
+    mux: float
+    comp: float
+    sqrt: float
 
 
 @dataclass(frozen=True)

@@ -135,5 +135,10 @@ def print_report(rep: dict, out: str | None) -> None:
     if spiking:
         rate = sum(l["spike_rate"] for l in spiking) / len(spiking)
         con.print(f"mean spike rate over {len(spiking)} spiking layers: {rate:.3f}")
+    if "neuromc" in rep:
+        n = rep["neuromc"]
+        con.print("NeuroMC cost model: " + ", ".join(f"{k} {v['energy_pj'] / 1e6:,.3f} µJ" for k, v in n["engines"].items()
+                                                     if v["energy_pj"]) +
+                  f"; {n['totals']['tflops_per_w']} TFLOPS/W (2 FLOPs per MAC, on chip)")
     if out:
         con.print(f"wrote {out}/report.json")

@@ -2,7 +2,9 @@
 """Test oracle: SpikingJelly 2.0.0 NeuroMC cost model on one BPTT training step.
 
 Needs SpikingJelly beside the test extras: `.venv/bin/pip install --no-deps spikingjelly==2.0.0 loguru`
-(torchvision stays uninstalled: it does not import against torch 2.13). Writes <model>.json beside this file.
+(torchvision stays uninstalled: it does not import against torch 2.13). As a script it writes
+<model>.json beside this file; `run(model)` returns the same record (tests/hwsim/test_neuromc.py
+and benchmarks/neuromc.py run it live; compare.py sets it beside hwsim/neuromc.py).
 
     python run_oracle.py                 # vgg11, vgg11_nobn, vgg11_sj, resnet18
     python run_oracle.py vgg11 resnet18  # a subset
@@ -13,10 +15,12 @@ with spikingjelly's own `estimate_neuromc_runtime_energy` (stages "forward",
 "backward", "optimizer"; reuse_weights=False) -- we only subclass the profiler to tag
 each fragment with the module that produced it, and re-evaluate each fragment with the
 profiler's own functions to split its energy into parts.  Nothing in the installed
-package is edited; the patches below are runtime monkey-patches.
+package is edited; the patches below are runtime monkey-patches, undone after each run
+(except the BasicBlock one, which only the spiking_resnet model sees).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -26,21 +30,6 @@ from collections import defaultdict
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
 
-# --- patch 1: torchvision stub (torchvision does not import against torch 2.13; the
-# spiking_resnet / spiking_vgg modules only need load_state_dict_from_url) -------------
-if "torchvision" not in sys.modules:
-    _tv = types.ModuleType("torchvision")
-    _tvm = types.ModuleType("torchvision.models")
-    _tvu = types.ModuleType("torchvision.models.utils")
-
-    def _no_download(*a, **k):
-        raise RuntimeError("torchvision stub: pretrained weights unavailable")
-
-    _tvu.load_state_dict_from_url = _no_download
-    _tv.models, _tvm.utils = _tvm, _tvu
-    sys.modules.update({"torchvision": _tv, "torchvision.models": _tvm,
-                        "torchvision.models.utils": _tvu})
-
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -49,6 +38,25 @@ import spikingjelly  # noqa: E402
 from spikingjelly.activation_based import functional, layer, neuron  # noqa: E402
 from spikingjelly.activation_based.neuron.base_node import BaseNode  # noqa: E402
 from spikingjelly.activation_based.op_counter.neuromc import core, mapping  # noqa: E402
+
+# --- patch 1 (spiking_resnet / spiking_vgg only): torchvision stub. torchvision does not import
+# against torch 2.13; those modules only need load_state_dict_from_url ----------------------
+
+
+def _torchvision_stub():
+    if "torchvision" in sys.modules:
+        return
+    tv = types.ModuleType("torchvision")
+    tvm = types.ModuleType("torchvision.models")
+    tvu = types.ModuleType("torchvision.models.utils")
+
+    def _no_download(*a, **k):
+        raise RuntimeError("torchvision stub: pretrained weights unavailable")
+
+    tvu.load_state_dict_from_url = _no_download
+    tv.models, tvm.utils = tvm, tvu
+    sys.modules.update({"torchvision": tv, "torchvision.models": tvm, "torchvision.models.utils": tvu})
+
 
 # --- patch 2: ops missing from the zero-cost whitelist (_AUXILIARY_ATEN_OPS is a module
 # level set consulted at get_report time; there is no public API to register ops).
@@ -63,14 +71,11 @@ EXTRA_ZERO_COST_OPS = {
     "aten.bernoulli_.float",
     "aten.empty_like.default",
 }
-core._AUXILIARY_ATEN_OPS.update(EXTRA_ZERO_COST_OPS)
 
-# --- patch 3: spiking ResNet BasicBlock does `out += identity` in place, which breaks
+
+# --- patch 3 (spiking_resnet only): BasicBlock does `out += identity` in place, which breaks
 # register_full_backward_hook (in-place op on a BackwardHook output view).  Same math,
 # out of place. ----------------------------------------------------------------------
-from spikingjelly.activation_based.model import spiking_resnet, spiking_vgg  # noqa: E402
-
-
 def _basic_block_forward(self, x):
     identity = x
     out = self.conv1(x)
@@ -84,8 +89,6 @@ def _basic_block_forward(self, x):
     out = self.sn2(out)
     return out
 
-
-spiking_resnet.BasicBlock.forward = _basic_block_forward
 
 B, T = 16, 4
 LIF_KW = dict(tau=2.0, decay_input=True, v_reset=0.0)
@@ -168,9 +171,20 @@ def _logging_accumulate(totals, energy, *, level, direction, bits, spec, config)
         _MEM_LOG.append((spec.name, level, direction, b, e))
 
 
-mapping._accumulate_memory = _logging_accumulate
-core._accumulate_memory = _logging_accumulate
-core.NeuroMCEnergyProfiler = TaggingProfiler  # estimate_neuromc_runtime_energy builds it
+@contextlib.contextmanager
+def _patched():
+    """Patch 2, the per-instance memory log, and the tagging profiler (which
+    estimate_neuromc_runtime_energy builds), for one run; SpikingJelly is left as it was after."""
+    added = EXTRA_ZERO_COST_OPS - core._AUXILIARY_ATEN_OPS
+    saved = mapping._accumulate_memory, core._accumulate_memory, core.NeuroMCEnergyProfiler
+    core._AUXILIARY_ATEN_OPS.update(added)
+    mapping._accumulate_memory = core._accumulate_memory = _logging_accumulate
+    core.NeuroMCEnergyProfiler = TaggingProfiler
+    try:
+        yield
+    finally:
+        core._AUXILIARY_ATEN_OPS.difference_update(added)
+        mapping._accumulate_memory, core._accumulate_memory, core.NeuroMCEnergyProfiler = saved
 
 
 def engine_of(f) -> str:
@@ -296,6 +310,10 @@ def build(model_name):
     if model_name == "vgg11_nobn":
         return VGG11Cifar(bn=False), 32, 10, ("custom CIFAR VGG-11 (cfg A), conv3x3 with bias + LIF (no BN), "
                                              "5x maxpool2x2, flatten 512 -> Linear(512,10)")
+    if model_name in ("vgg11_sj", "resnet18"):
+        _torchvision_stub()
+        from spikingjelly.activation_based.model import spiking_resnet, spiking_vgg
+        spiking_resnet.BasicBlock.forward = _basic_block_forward
     if model_name == "vgg11_sj":
         return (spiking_vgg.spiking_vgg11(num_classes=10, spiking_neuron=neuron.LIFNode, **LIF_KW), 32, 10,
                 "spikingjelly spiking_vgg11(num_classes=10) on 32x32: conv3x3(bias)+LIF, AdaptiveAvgPool2d((7,7)) "
@@ -327,14 +345,22 @@ def run(model_name: str) -> dict:
     def loss_fn(out, tgt):  # out: [T, B, ncls]
         return F.mse_loss(out.mean(0), tgt)
 
+    # one intra-op thread: the hooks run sequentially anyway, and on a shared machine torch's
+    # threads spin against other processes (vgg11: 4.9 s on one thread, 22.6 s on two under load)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    report = core.estimate_neuromc_runtime_energy(net, x, target=target, loss_fn=loss_fn, optimizer=opt)
-    wall = time.perf_counter() - t0
-    prof = TaggingProfiler.last
-    frags = list(prof.report_fragments)
+    try:
+        with _patched():
+            report = core.estimate_neuromc_runtime_energy(net, x, target=target, loss_fn=loss_fn, optimizer=opt)
+            wall = time.perf_counter() - t0
+            prof = TaggingProfiler.last
+            frags = list(prof.report_fragments)
+            evals = [evaluate_fragment(prof, f) for f in frags]
+    finally:
+        torch.set_num_threads(threads)
     named = dict(net.named_modules())
 
-    evals = [evaluate_fragment(prof, f) for f in frags]
     recomputed_total = sum(e["energy_pj"]["total"] for e in evals)
 
     # per module
