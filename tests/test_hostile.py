@@ -472,7 +472,7 @@ IR_CASES = [([cmd, "{d}/" + name], needle) for cmd in ("inspect", "simulate") fo
 
 NIR_CASES = [([cmd, "{d}/" + name], needle) for cmd in ("inspect", "simulate") for name, needle in [
     ("not_hdf5.nir", "not a NIR file"), ("empty.nir", "empty"), ("node_dataset.nir", "no 'node' group"),
-    ("no_node.nir", "no 'node' group"), ("not_graph.nir", "not a NIRGraph"), ("bomb.nir", "memory limit"),
+    ("no_node.nir", "no 'node' group"), ("not_graph.nir", "malformed NIR Affine node"), ("bomb.nir", "memory limit"),
     ("nir_tau_inf.nir", "not finite"), ("nir_tau_nan.nir", "not finite"), ("nir_edge.nir", "unknown node"),
     ("nir_cycle.nir", "recurren"), ("nir_unsupported.nir", "unsupported"), ("nir_big.nir", "expected [2, 100000000000000]"),
     ("truncated.nir", "HDF5"),
