@@ -43,8 +43,7 @@ def read_nir(source: str | os.PathLike | nir.NIRNode, dt: float | None = None, r
         raise SpikeforgeError(f"expects a .nir file path or a NIR node, got {type(source).__name__}", "read_nir")
     if exporter not in EXPORTERS:
         raise SpikeforgeError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}", where)
-    conv = EXPORTERS[exporter]
-    dt = conv.dt if dt is None else dt
+    dt = EXPORTERS[exporter].dt if dt is None else dt
     if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not 0 < dt < float("inf"):
         raise SpikeforgeError(f"dt must be a positive number of seconds, got {dt!r}", where)
     if reset is not None and reset not in RESETS:
@@ -56,7 +55,7 @@ def read_nir(source: str | os.PathLike | nir.NIRNode, dt: float | None = None, r
     else:
         node, default = _load(Path(source), where), Path(source).stem
     nodes, edges = _leaves(_as_graph(node, where), where)
-    return _convert(nodes, edges, name or default, where, _Reading(float(dt), reset, encoding, conv))
+    return _convert(nodes, edges, name or default, where, _Reading(float(dt), reset, encoding, EXPORTERS[exporter]))
 
 
 # ---- reading the file ------------------------------------------------------------------------
@@ -223,12 +222,13 @@ def _topo_order(nodes: dict[str, Any], preds: dict[str, list[str]], where: str) 
 
 @dataclass(frozen=True)
 class _Reading:
-    """The caller's choices: dt, and reset and encoding (None: as written, else the default)."""
+    """The caller's choices (reset, encoding: None for as written, else the default) and the
+    exporter's conventions."""
 
     dt: float
     reset: str | None
     encoding: str | None
-    conv: Convention
+    exporter: Convention
 
 
 def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, where: str, r: _Reading) -> Graph:
@@ -254,7 +254,7 @@ def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, whe
         if kind == "Input":
             if srcs:
                 raise SpikeforgeError(f"node '{key}': Input node has incoming edges", where)
-            shape = _input_shape(key, node, [nodes[b] for a, b in edges if a == key], r.conv, where)
+            shape = _input_shape(key, node, [nodes[b] for a, b in edges if a == key], r.exporter, where)
             emit(Op(key, "input", (), {"shape": shape, "encoding": r.encoding or meta.get("encoding", "direct")}),
                  key)
             continue
@@ -289,7 +289,7 @@ def _meta(node: Any, key: str, where: str) -> dict[str, Any]:
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in m.items()}
 
 
-def _input_shape(key: str, node: Any, consumers: list[Any], conv: Convention, where: str) -> tuple[int, ...]:
+def _input_shape(key: str, node: Any, consumers: list[Any], exporter: Convention, where: str) -> tuple[int, ...]:
     """The per-sample shape of an Input node. A leading axis of size 1 is taken as a batch
     axis and dropped when every consumer that declares a rank expects one axis fewer, or
     (Norse, which always writes one) when no consumer declares a rank."""
@@ -298,7 +298,7 @@ def _input_shape(key: str, node: Any, consumers: list[Any], conv: Convention, wh
         raise SpikeforgeError(f"node '{key}': Input node has no shape", where)
     shape = tuple(int(s) for s in np.asarray(shape).reshape(-1))
     ranks = {r for c in consumers if (r := _expected_rank(c)) is not None}
-    if len(shape) > 1 and shape[0] == 1 and (ranks == {len(shape) - 1} or (conv.batch_input and not ranks)):
+    if len(shape) > 1 and shape[0] == 1 and (ranks == {len(shape) - 1} or (exporter.batch_input and not ranks)):
         shape = shape[1:]
     return shape
 
@@ -324,12 +324,12 @@ class _Node:
     where: str
 
     @property
-    def conv(self) -> Convention:
-        return self.read.conv
+    def exporter(self) -> Convention:
+        return self.read.exporter
 
     @property
     def reset(self) -> str:
-        return self.read.reset or self.meta.get("reset") or self.conv.reset
+        return self.read.reset or self.meta.get("reset") or self.exporter.reset
 
     def err(self, msg: str) -> SpikeforgeError:
         return SpikeforgeError(f"node '{self.key}' ({type(self.nir).__name__}): {msg}", self.where)
@@ -371,14 +371,14 @@ class _Node:
         if np.any(tau <= 0):
             raise self.err(f"time constant '{name}' must be positive")
         dt = self.read.dt
-        if self.conv.tau_times_dt:
+        if self.exporter.tau_times_dt:
             tau = tau / dt
-        if self.conv.exact:
+        if self.exporter.exact:
             beta = np.exp(-dt / tau)
             return beta, np.ones_like(beta)
         k = dt / tau
         if np.any(k > 1 + _RTOL):
-            shown = f"{tau.min():.4g} s" + (", read as tau/dt" if self.conv.tau_times_dt else "")
+            shown = f"{tau.min():.4g} s" + (", read as tau/dt" if self.exporter.tau_times_dt else "")
             raise self.err(f"time constant '{name}' (min {shown}) is shorter than dt={dt:g} s; forward Euler "
                            "needs dt <= tau: pass the dt and the exporter the model was written with "
                            "(snnTorch: 1e-4; Norse writes tau*dt: exporter norse)")
@@ -433,14 +433,14 @@ def _membrane(n: _Node, tau: str) -> dict[str, np.ndarray]:
     """tau dv/dt = (v_leak - v) + r I  ->  v = beta v + gain I + bias."""
     beta, k = n.decay(tau)
     v_leak = n.arr("v_leak")
-    if n.conv.exact and np.any(v_leak != 0):
-        raise n.err(f"v_leak must be 0 with exporter {n.conv.name} (its neurons have no leak potential)")
+    if n.exporter.exact and np.any(v_leak != 0):
+        raise n.err(f"v_leak must be 0 with exporter {n.exporter.name} (its neurons have no leak potential)")
     return {"beta": beta, "gain": n.arr("r") * k, "bias": v_leak * k}
 
 
 def _lif(n: _Node):
     coefs = {**_membrane(n, "tau"), "threshold": n.arr("v_threshold")}
-    if n.conv.exact and n.reset == "subtract" and np.any(coefs["beta"] != 1):
+    if n.exporter.exact and n.reset == "subtract" and np.any(coefs["beta"] != 1):
         raise n.err("Sinabs' subtract reset of a leaky neuron removes the decayed threshold (v = alpha (v - "
                     "threshold) + x), which the IR cannot express; read with reset 'zero' if the model resets "
                     "to zero (MembraneReset)")
@@ -454,7 +454,7 @@ def _li(n: _Node):
 def _jump(n: _Node) -> float:
     """The factor on an integrator's input: dt (NIR's dv/dt = r I), or 1 where the exporter's
     neuron adds its input directly (Norse, Sinabs)."""
-    return 1.0 if n.conv.jump else n.read.dt
+    return 1.0 if n.exporter.jump else n.read.dt
 
 
 def _if(n: _Node):
@@ -467,7 +467,7 @@ def _integrator(n: _Node):
 
 def _cubalif(n: _Node):
     alpha, k = n.decay("tau_syn")
-    syn = {"alpha": alpha, "gain_syn": n.arr("w_in") * (1.0 if n.conv.jump else k)}
+    syn = {"alpha": alpha, "gain_syn": n.arr("w_in") * (1.0 if n.exporter.jump else k)}
     return _coefs(n, "cubalif", {**syn, **_membrane(n, "tau_mem"), "threshold": n.arr("v_threshold")},
                   **_reset(n))
 

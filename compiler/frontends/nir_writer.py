@@ -28,11 +28,9 @@ def to_nir(graph: Graph) -> nir.NIRGraph:
     for op in graph:
         if "/" in op.name:
             raise SpikeforgeError(f"op '{op.name}': NIR node names cannot hold '/' (HDF5 group names)", graph.name)
-        write = _WRITERS.get(op.kind)
-        if write is None or (op.kind == "pool2d" and op.params["mode"] == "max"):
-            what = "max pooling" if op.kind == "pool2d" else _NO_NIR[op.kind]
-            raise SpikeforgeError(f"op '{op.name}' ({op.kind}): NIR has no {what}", graph.name)
-        nodes[op.name] = write(_Op(op, graph))
+        if op.kind in _NO_NIR:
+            raise SpikeforgeError(f"op '{op.name}' ({op.kind}): NIR has no {_NO_NIR[op.kind]}", graph.name)
+        nodes[op.name] = _WRITERS[op.kind](_Op(op, graph))
         edges += [(i, op.name) for i in op.inputs]
     if not any(op.kind == "output" for op in graph):  # a YAML graph marks none: its sinks are the outputs
         for sink in graph.outputs:
@@ -49,7 +47,7 @@ class _Op:
 
     def __init__(self, op: Op, graph: Graph):
         self.op, self.graph = op, graph
-        self.in_shape = graph[op.inputs[0]].type.shape if op.inputs else op.type.shape
+        self.in_shape = graph[op.inputs[0]].type.shape if op.inputs else ()
 
     def err(self, msg: str) -> SpikeforgeError:
         return SpikeforgeError(f"op '{self.op.name}' ({self.op.kind}): {msg}", self.graph.name)
@@ -98,6 +96,8 @@ def _conv(o: _Op):
 
 def _pool(o: _Op):
     p = o.op.params
+    if p["mode"] == "max":
+        raise o.err("NIR has no max pooling")
     cls = nir.SumPool2d if p["mode"] == "sum" else nir.AvgPool2d
     return cls(kernel_size=np.array(p["kernel"]), stride=np.array(p["stride"] or p["kernel"]),
                padding=np.array(p["padding"]))

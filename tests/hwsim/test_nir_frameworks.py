@@ -3,13 +3,15 @@ run by spikeforge's simulator, against the same network run in the framework tha
 
 Each network has at least two neuron layers (the single-node file one), random weights and inputs;
 spikes must be identical at every step and layer, each layer firing at a rate strictly
-between 0 and 1. Membranes agree to float32 rounding order: Norse computes
+between 0 and 1 (measured 4-22 %). Membranes agree to float32 rounding order: Norse computes
 `v + dt tau_inv (v_leak - v + x)` (and rounds dt to float32 when it writes tau, so beta may be
 one float32 step off) and Sinabs' IAF `(v - threshold) + x` where spikeforge computes
-`beta v + gain x + bias - threshold`. Measured on these cases: membranes at most 1.2e-6 apart
-(Norse, asserted below 5e-6; Sinabs' IAF 4.2e-7), Norse's LI readout 1.2e-7, while the
-closest membrane to a threshold is 1.2e-4 away, so no spike flips. Sinabs' LIF with reset
-to zero and its ExpLeak readout compute the same float32 operations: bit-identical."""
+`(beta v + gain x + bias) - threshold`. Measured on these cases: membranes at most 1.2e-6
+apart (Norse, asserted below 5e-6) and 1.9e-6 (Sinabs' IAF), Norse's LI readout 1.2e-7.
+Sinabs' LIF with reset to zero and its ExpLeak readout compute the same float32 operations:
+bit-identical. A spike is compared only where it is decided by the models, not by rounding:
+every case asserts that no membrane comes within MARGIN = 1e-5 of its threshold (the
+closest is 1.07e-4; the Sinabs conv net's seed 3 had one 9.5e-7 away, hence seed 4)."""
 
 import nir
 import norse.torch as norse
@@ -27,18 +29,21 @@ from isa import SpikeforgeError
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
 
-def _simulate(graph, x):
-    """spikeforge's values (spikes of neuron ops) and membranes (before reset), [T, B, ...]."""
+MARGIN = 1e-5  # 5x the largest membrane difference rounding order made here (1.9e-6)
+
+
+def _check_spikes(ref, graph, x, names):
+    """Identical spikes, rates in (0, 1), and no membrane within MARGIN of its threshold: a
+    spike there would be decided by float32 rounding order, not by the two models. Returns
+    spikeforge's values and membranes (before reset), [T, B, ...]."""
     T, B = x.shape[:2]
     vals, mem, _ = Simulator(graph).forward({graph.inputs[0].name: x}, new_stats(graph, B, T, False), 0)
-    return vals, mem
-
-
-def _check_spikes(ref, vals, names):
     for name in names:
         assert ref[name].shape == vals[name].shape, name
         assert np.array_equal(ref[name], vals[name]), (name, int((ref[name] != vals[name]).sum()))
         assert 0 < vals[name].mean() < 1, (name, vals[name].mean())
+        assert np.abs(mem[name] - graph[name].coef("threshold")).min() > MARGIN, name
+    return vals, mem
 
 
 # ---- Norse ---------------------------------------------------------------------------------------
@@ -87,8 +92,7 @@ def test_norse_lifbox_and_cubalif(tmp_path):
 
     x = np.random.default_rng(0).uniform(0, 1, (30, 4, 20)).astype(np.float32)
     spikes, v = _norse_run(net, x)
-    vals, mem = _simulate(g, x)
-    _check_spikes(spikes, vals, ("1", "3"))
+    vals, mem = _check_spikes(spikes, g, x, ("1", "3"))
     for name in ("1", "3"):  # Norse's v is after the reset: compare where no spike
         quiet = vals[name] == 0
         assert np.abs(v[name] - mem[name])[quiet].max() < 5e-6, name
@@ -108,8 +112,7 @@ def test_norse_defaults_iaf_and_li(tmp_path):
                                rtol=1e-7)
     x = np.random.default_rng(1).uniform(0, 1, (25, 3, 12)).astype(np.float32)
     spikes, _ = _norse_run(net, x)
-    vals, _ = _simulate(g, x)
-    _check_spikes(spikes, vals, ("1", "3"))
+    vals, _ = _check_spikes(spikes, g, x, ("1", "3"))
     np.testing.assert_allclose(vals["5"], spikes["5"], rtol=0, atol=5e-7)  # the LI readout: 1.2e-7 apart
 
 
@@ -136,8 +139,7 @@ def test_norse_single_node_file(tmp_path):
         ("input", "input", (n,)), ("cubalif", "cubalif", (n,)), ("output", "output", (n,))]
     x = np.random.default_rng(2).uniform(0, 1, (40, 2, n)).astype(np.float32)
     spikes, _ = _norse_run(norse.SequentialState(cell), x)
-    vals, _ = _simulate(g, x)
-    _check_spikes({"cubalif": spikes["0"]}, vals, ("cubalif",))
+    _check_spikes({"cubalif": spikes["0"]}, g, x, ("cubalif",))
 
 
 # ---- Sinabs --------------------------------------------------------------------------------------
@@ -159,11 +161,11 @@ def _sinabs_run(net, x, taps, squeeze):
 
 def test_sinabs_iaf_convnet(tmp_path):
     """Speck-style: conv, IAF (subtract reset), sum pooling, flatten, linear, IAF; spike input."""
-    torch.manual_seed(3)
+    torch.manual_seed(4)
     B = 3
     iaf = dict(batch_size=B, spike_fn=SingleSpike)
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), sl.IAFSqueeze(**iaf), sl.SumPool2d(2),
-                              torch.nn.Flatten(), torch.nn.Linear(64, 5),
+                              torch.nn.Flatten(), _linear(64, 5, 3.0),
                               sl.IAFSqueeze(spike_threshold=torch.tensor(2.0), **iaf))
     graph = sinabs.to_nir(net, torch.randn(B, 2, 8, 8))
     graph.infer_types()  # Sinabs writes convolutions without input_shape, which nir.write needs
@@ -171,8 +173,8 @@ def test_sinabs_iaf_convnet(tmp_path):
     g = read_nir(tmp_path / "speck.nir", exporter="sinabs")
     assert [op.kind for op in g] == ["input", "conv2d", "if", "pool2d", "flatten", "linear", "if", "output"]
     assert (g["1"].params["gain"], g["1"].params["reset"], g["5"].params["threshold"]) == (1.0, "subtract", 2.0)
-    x = (np.random.default_rng(3).random((20, B, 2, 8, 8)) < 0.3).astype(np.float32)
-    _check_spikes(_sinabs_run(net, x, (1, 5), squeeze=True), _simulate(g, x)[0], ("1", "5"))
+    x = (np.random.default_rng(4).random((20, B, 2, 8, 8)) < 0.5).astype(np.float32)
+    _check_spikes(_sinabs_run(net, x, (1, 5), squeeze=True), g, x, ("1", "5"))
 
 
 def test_sinabs_lif_reset_zero_and_exp_leak(tmp_path):
@@ -187,8 +189,7 @@ def test_sinabs_lif_reset_zero_and_exp_leak(tmp_path):
     np.testing.assert_allclose(g["1"].params["beta"], np.exp(-1 / 8), rtol=1e-7)
     x = np.random.default_rng(4).uniform(0, 1, (30, 3, 20)).astype(np.float32)
     ref = _sinabs_run(net, x, (1, 3, 5), squeeze=False)
-    vals, _ = _simulate(g, x)
-    _check_spikes(ref, vals, ("1", "3"))
+    vals, _ = _check_spikes(ref, g, x, ("1", "3"))
     assert np.array_equal(ref["5"], vals["5"])
 
 
