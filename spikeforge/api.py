@@ -11,7 +11,9 @@ from pathlib import Path
 from compiler.frontends import load_model
 from isa import Graph, SpikeforgeError
 from isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
-from spikeforge.outdir import check_writable, write_all
+from spikeforge.outdir import check_writable, write_all, write_file
+
+TRAINED = "model.sfir"  # what `train -o OUTDIR` writes: the model with its trained weights (IR text)
 
 
 def inspect_model(model: Graph | str, timesteps: int = 4) -> dict:
@@ -45,8 +47,9 @@ def inspect_model(model: Graph | str, timesteps: int = 4) -> dict:
 
 def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training: bool = False, timesteps: int = 4,
                    batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
-                   dt: float = 1e-4, reset: str = "subtract", dataflow: str = "search", objective: str = "energy",
-                   optimizer: str = "sgd", progress: bool = False) -> dict:
+                   dt: float | None = None, reset: str | None = None, exporter: str = "snntorch",
+                   dataflow: str = "search", objective: str = "energy", optimizer: str = "sgd",
+                   progress: bool = False) -> dict:
     """Compile `model` onto `arch`, and the sequential baseline beside it; write
     OUTDIR/placement.yaml, OUTDIR/program.sasm and OUTDIR/compile.json (all or nothing).
     Returns the compile.json figures."""
@@ -59,7 +62,7 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
 
     _check_run(timesteps, batch, seed)
     check_writable(out)
-    graph = load_model(model, weights=False, dt=dt, reset=reset) if isinstance(model, str) else model
+    graph = load_model(model, weights=False, dt=dt, reset=reset, exporter=exporter) if isinstance(model, str) else model
     kw = dict(arch=arch, training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed,
               dataflow=dataflow, objective=objective, optimizer=optimizer)
     with steps(progress, 3) as step:
@@ -70,7 +73,8 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
         step("writing outputs")
         stats = compile_stats(compiled, baseline)
         if isinstance(model, str):  # what `simulate OUTDIR` reloads
-            stats["source"] = {"model": model, "arch": arch, "seed": seed, "dt": dt, "reset": reset}
+            stats["source"] = {"model": model, "arch": arch, "seed": seed, "dt": dt, "reset": reset,
+                               "exporter": exporter}
         texts = {"placement.yaml": yaml.safe_dump(placement_doc(compiled), sort_keys=False, default_flow_style=None,
                                                   width=120),
                  "program.sasm": disassemble(compiled.program)}
@@ -106,26 +110,29 @@ def _from_compile_dir(path: str, allow_nonfinite: bool = False):
     except (ValueError, RecursionError):
         raise SpikeforgeError("not valid JSON", where) from None
     src = meta.get("source") if isinstance(meta, dict) else None
-    kinds = {"model": str, "arch": str, "seed": int, "dt": (int, float), "reset": str}
-    if not isinstance(src, dict) or any(not isinstance(src.get(k), t) for k, t in kinds.items()):
-        raise SpikeforgeError("needs `source` with model, arch, seed, dt and reset (written by `spikeforge compile "
-                              "MODEL`)", where)
+    kinds = {"model": str, "arch": str, "seed": int, "dt": (int, float, type(None)), "reset": (str, type(None)),
+             "exporter": str}
+    if (not isinstance(src, dict) or not {"model", "arch", "seed"} <= src.keys()
+            or any(k in src and not isinstance(src[k], t) for k, t in kinds.items())):
+        raise SpikeforgeError("needs `source` with model, arch, seed, dt, reset and exporter (written by "
+                              "`spikeforge compile MODEL`)", where)
     files = meta.get("files")
     text = read_text(d / "program.sasm", str(d / "program.sasm"), "a .sasm program")
     if not isinstance(files, dict) or files.get("program.sasm") != _sha256(text):
         raise SpikeforgeError("program.sasm does not match the hash in compile.json (changed or copied in since "
                               "`compile`): compile again", path)
     program = assemble(text, str(d / "program.sasm"))
-    graph = load_model(src["model"], seed=src["seed"], dt=src["dt"], reset=src["reset"],
-                       allow_nonfinite=allow_nonfinite)
+    graph = load_model(src["model"], seed=src["seed"], dt=src.get("dt"), reset=src.get("reset"),
+                       exporter=src.get("exporter", "snntorch"), allow_nonfinite=allow_nonfinite)
     return graph, load_arch(src["arch"]), program
 
 
 def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", training: bool = False,
                     timesteps: int = 4, batch: int = 1, input_file: str | None = None, rate: float | None = None,
-                    seed: int = 0, mode: str = "sparse", record_spikes: bool = False, dt: float = 1e-4,
-                    reset: str = "subtract", dataflow: str = "search", objective: str = "energy",
-                    optimizer: str = "sgd", progress: bool = False, allow_nonfinite: bool = False) -> dict:
+                    seed: int = 0, mode: str = "sparse", record_spikes: bool = False, dt: float | None = None,
+                    reset: str | None = None, exporter: str = "snntorch", dataflow: str = "search",
+                    objective: str = "energy", optimizer: str = "sgd", progress: bool = False,
+                    allow_nonfinite: bool = False) -> dict:
     """Compile (unless MODEL is a `compile` output directory, whose header gives T, B, training
     and the optimizer) and simulate one step on real data; write OUTDIR/report.json (and
     spikes.npz with `record_spikes`). Returns the report. Weights and inputs must be finite
@@ -149,7 +156,7 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
         graph, chip, program = _from_compile_dir(model, allow_nonfinite)
         timesteps, batch, training = program.header.timesteps, program.header.batch, program.header.training
     else:
-        graph = load_model(model, seed=seed, dt=dt, reset=reset, allow_nonfinite=allow_nonfinite)
+        graph = load_model(model, seed=seed, dt=dt, reset=reset, exporter=exporter, allow_nonfinite=allow_nonfinite)
     check_memory(f"a step of {graph.name} (T = {timesteps}, B = {batch})", graph.footprint(timesteps, batch, training))
     if program is None:
         c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed,
@@ -206,7 +213,10 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
                        fp16=fp16, optimizer=optimizer, progress=lambda e, i, n: advance((e - 1) * n + i))
     doc = result.to_dict()
     if out is not None:
-        write_all(out, {"train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
+        from isa.text import to_text
+
+        write_all(out, {TRAINED: lambda p: p.write_text(to_text(graph)),
+                        "train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
                         "train.png": lambda p: plot(result, str(p))})
     return doc
 
@@ -218,8 +228,9 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
                      progress: bool = False) -> dict:
     """FedAvg training of MODEL on DATASET over `workers` simulated copies of the chip
     (spikeforge.federated): on a local Dask cluster, on the Dask scheduler at `scheduler`, or,
-    with `in_process`, here; the same results either way. Writes OUTDIR/federated.json and
-    OUTDIR/federated.png (all or nothing). Returns the federated.json figures."""
+    with `in_process`, here; the same results either way. Writes OUTDIR/federated.json,
+    OUTDIR/federated.png and the global model OUTDIR/model.sfir (all or nothing). Returns the
+    federated.json figures."""
     from isa.arch import load_arch, with_chips
     from spikeforge.federated import FedConfig, federated, plot
     from spikeforge.progress import bar
@@ -261,6 +272,32 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
             cluster.close()
     doc = result.to_dict()
     if out is not None:
-        write_all(out, {"federated.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
+        from isa.text import to_text
+
+        write_all(out, {TRAINED: lambda p: p.write_text(to_text(graph)),
+                        "federated.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
                         "federated.png": lambda p: plot({partition: result}, str(p))})
     return doc
+
+
+def export_nir(model: str, out: str, seed: int = 0, dt: float | None = None, reset: str | None = None,
+               exporter: str = "snntorch") -> dict:
+    """Write MODEL (a zoo name or model file, or a `train` output directory: its trained weights)
+    as the NIR file OUT, whole or not at all. Returns a summary."""
+    import os
+
+    import nir
+
+    from compiler.frontends.nir_writer import to_nir
+
+    check_writable(out, "file")
+    trained = os.path.isdir(model)
+    if trained:
+        if not os.path.isfile(os.path.join(model, TRAINED)):
+            raise SpikeforgeError(f"not a `train` output directory (no {TRAINED})", model)
+        model = os.path.join(model, TRAINED)
+    graph = load_model(model, seed=seed, dt=dt, reset=reset, exporter=exporter)
+    written = to_nir(graph)  # an op NIR cannot express fails here, before any file is touched
+    write_file(out, lambda p: nir.write(p, written))
+    return {"model": graph.name, "file": out, "nodes": len(written.nodes), "params": graph.param_count(),
+            "trained": trained}

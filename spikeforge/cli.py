@@ -8,6 +8,7 @@ import math
 import sys
 
 from hwsim.optim import DEFAULT_LR
+from compiler.frontends.nir_conventions import EXPORTERS
 from isa import SpikeforgeError
 from isa.limits import one_line, set_memory_limit
 from isa.program import OPTIMIZERS
@@ -37,6 +38,10 @@ EXAMPLES = {
              "  spikeforge train examples/models/digits_mlp.yaml --optimizer adam --lr 0.003\n"
              "the same training beside snnTorch: examples/train_digits.py",
     "report": "examples:\n  spikeforge report out/sweep_mlp\n  spikeforge report out/sw --color-by arithmetic",
+    "export": "examples:\n  spikeforge export mlp -o mlp.nir\n"
+              "  spikeforge export out/digits -o digits.nir          # the trained weights of a `train` run\n"
+              "  spikeforge export norse.nir --exporter norse -o same.nir\n"
+              "the format and its conventions: docs/nir.md",
 }
 
 
@@ -145,6 +150,14 @@ def _build_parser() -> argparse.ArgumentParser:
                    help=f"refuse a spec of more design points than this (default {MAX_POINTS})")
     _memory_arg(w)
 
+    e = sub.add_parser("export", help="write a model as NIR, for snnTorch, Norse, Sinabs or another chip's toolchain",
+                       epilog=EXAMPLES["export"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("model", metavar="MODEL", help="a zoo name, a .yaml, .nir or .sfir file, or a `train` output "
+                   "directory (its trained weights)")
+    _read_args(e)
+    e.add_argument("-o", "--out", required=True, metavar="FILE.nir", help="the NIR file to write")
+    e.add_argument("--json", action="store_true", help="print a summary as JSON")
+
     r = sub.add_parser("report", help="Pareto front, sensitivity plots and summary.md of a sweep",
                        epilog=EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("outdir", metavar="OUTDIR", help="a directory written by `spikeforge sweep`")
@@ -155,11 +168,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a zoo name, or a .yaml, .nir or .sfir file")
+    _read_args(p)
+
+
+def _read_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of generated weights (default 0)")
-    p.add_argument("--dt", type=_finite, default=1e-4,
-                   help="NIR only: time step used to discretise tau (default 1e-4, snnTorch's export)")
-    p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
-                   help="NIR only: reset mode after a spike (default subtract)")
+    p.add_argument("--exporter", choices=tuple(EXPORTERS), default="snntorch",
+                   help="NIR only: the framework that wrote the file, whose conventions apply (default snntorch)")
+    p.add_argument("--dt", type=_finite, help="NIR only: time step in seconds that discretises tau (default: the "
+                   "exporter's: snntorch 1e-4, norse 1e-3, sinabs 1)")
+    p.add_argument("--reset", choices=("subtract", "zero"),
+                   help="NIR only: reset after a spike (default: as spikeforge wrote it, else the exporter's: "
+                   "subtract, norse zero)")
     _memory_arg(p)
 
 
@@ -225,7 +245,8 @@ def _cmd_inspect(args) -> None:
 
     if args.timesteps < 1:
         raise SpikeforgeError(f"--timesteps: must be a positive int, got {args.timesteps}")
-    graph = load_model(args.model, seed=args.seed, weights=False, dt=args.dt, reset=args.reset)
+    graph = load_model(args.model, seed=args.seed, weights=False, dt=args.dt, reset=args.reset,
+                       exporter=args.exporter)
     if args.ir:
         from isa.text import to_text
         sys.stdout.write(to_text(graph, weights=False))
@@ -270,8 +291,8 @@ def _cmd_compile(args) -> None:
 
     stats = compile_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                            batch=args.batch, strategy=args.strategy, spike_rate=args.spike_rate, seed=args.seed,
-                           dt=args.dt, reset=args.reset, dataflow=args.dataflow, objective=args.objective,
-                           optimizer=args.optimizer, progress=not args.json)
+                           dt=args.dt, reset=args.reset, exporter=args.exporter, dataflow=args.dataflow,
+                           objective=args.objective, optimizer=args.optimizer, progress=not args.json)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -288,8 +309,9 @@ def _cmd_simulate(args) -> None:
         raise SpikeforgeError("give --input or --rate, not both")
     rep = simulate_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                           batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
-                          record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, dataflow=args.dataflow,
-                          objective=args.objective, optimizer=args.optimizer, progress=not args.json,
+                          record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, exporter=args.exporter,
+                          dataflow=args.dataflow, objective=args.objective, optimizer=args.optimizer,
+                          progress=not args.json,
                           allow_nonfinite=args.allow_nonfinite)
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -319,7 +341,7 @@ def _cmd_train(args) -> None:
               f"{e['energy_pj'] * 1e-6:8.1f} µJ  {e['latency_s'] * 1e6:9.1f} µs  {e['dram_bytes'] / 1e6:6.2f} MB  "
               f"{e['spike_rate']:10.3f}  {e['op_sparsity']:11.3f}")
     if args.out:
-        print(f"wrote {args.out}/train.json, {args.out}/train.png")
+        print(f"wrote {args.out}/model.sfir (the trained model), {args.out}/train.json, {args.out}/train.png")
 
 
 def _cmd_federated(args) -> None:
@@ -375,6 +397,17 @@ def _cmd_sweep(args) -> None:
     print(f"wrote {args.out}/results.sqlite; next: spikeforge report {args.out}")
 
 
+def _cmd_export(args) -> None:
+    from spikeforge.api import export_nir
+
+    doc = export_nir(args.model, args.out, seed=args.seed, dt=args.dt, reset=args.reset, exporter=args.exporter)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"wrote {args.out}: {doc['model']}, {doc['nodes']} NIR nodes, {doc['params']} parameters"
+              + (" (trained weights)" if doc["trained"] else ""))
+
+
 def _cmd_report(args) -> None:
     from spikeforge.sweep.report import write_report
 
@@ -389,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "max_memory", None) is not None:
         set_memory_limit(int(args.max_memory * 2**30) if args.max_memory > 0 else 2**63)
     handlers = {"zoo": _cmd_zoo, "inspect": _cmd_inspect, "arch": _cmd_arch, "compile": _cmd_compile,
-                "simulate": _cmd_simulate, "train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report}
+                "simulate": _cmd_simulate, "train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report,
+                "export": _cmd_export}
     try:
         handlers[args.command](args)
     except SpikeforgeError as e:

@@ -472,7 +472,7 @@ IR_CASES = [([cmd, "{d}/" + name], needle) for cmd in ("inspect", "simulate") fo
 
 NIR_CASES = [([cmd, "{d}/" + name], needle) for cmd in ("inspect", "simulate") for name, needle in [
     ("not_hdf5.nir", "not a NIR file"), ("empty.nir", "empty"), ("node_dataset.nir", "no 'node' group"),
-    ("no_node.nir", "no 'node' group"), ("not_graph.nir", "not a NIRGraph"), ("bomb.nir", "memory limit"),
+    ("no_node.nir", "no 'node' group"), ("not_graph.nir", "malformed NIR Affine node"), ("bomb.nir", "memory limit"),
     ("nir_tau_inf.nir", "not finite"), ("nir_tau_nan.nir", "not finite"), ("nir_edge.nir", "unknown node"),
     ("nir_cycle.nir", "recurren"), ("nir_unsupported.nir", "unsupported"), ("nir_big.nir", "expected [2, 100000000000000]"),
     ("truncated.nir", "HDF5"),
@@ -513,6 +513,8 @@ CLI_CASES = [(argv, needle) for argv, needle in [
     (["sweep", "{d}/s_ok.yaml"], "-o OUTDIR"), (["sweep", "export", "{d}/r_good"], "usage"),
     (["report", "{d}/r_good", "--color-by", "nope"], "--color-by"), (["zoo", "lisst"], "invalid choice"),
     (["nosuchcommand"], "invalid choice"), (["simulate", "mlp", "--dataflow", "magic"], "invalid choice"),
+    (["inspect", "{d}/nir_nan.nir", "--exporter", "lava"], "invalid choice"), (["export", "mlp"], "required"),
+    (["export", "vgg11", "-o", "{d}/v.nir"], "NIR has no batch norm"), (["export", "{d}", "-o", "{d}/x.nir"], "train"),
 ]]
 
 OUTPUT_CASES = [(argv, needle) for argv, needle in [
@@ -524,6 +526,8 @@ OUTPUT_CASES = [(argv, needle) for argv, needle in [
     (["simulate", "mlp", "-o", "/proc/spikeforge"], "cannot write"),
     (["train", "{d}/mlp.yaml", "-o", "/proc/spikeforge"], "cannot write"),
     (["train", "{d}/mlp.yaml", "-o", "{d}/a_file"], "not a directory"),
+    (["export", "mlp", "-o", "/proc/spikeforge.nir"], "cannot write"),
+    (["export", "mlp", "-o", "{d}/a_file/x.nir"], "not a directory"),
     (["sweep", "{d}/s_ok.yaml", "-o", "{d}/a_file/sub"], "not a directory"),
     (["sweep", "{d}/s_ok.yaml", "-o", "/proc/spikeforge"], "cannot write"),
     (["sweep", "export", "{d}/r_good", "--csv", "/proc/x.csv"], "cannot write"),
@@ -586,6 +590,7 @@ def test_nothing_half_made(d):
     """The cases above left no output directory, temporary folder or schema behind."""
     assert not list(d.glob("sw_*")) and not list(d.glob("out_*")) and not (d / "o").exists()
     assert not list(d.glob(".spikeforge-*")) and not (d / "x.csv").exists()
+    assert not (d / "v.nir").exists() and not (d / "x.nir").exists()
     assert (d / "r_zero" / "results.sqlite").stat().st_size == 0
 
 
@@ -655,6 +660,14 @@ def writer(f, *a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
     return real_writer(f, *a, **k)
 csv.writer = writer
+import nir
+real_nir_write = nir.write
+def nir_write(path, graph, *a, **k):
+    if str(path).endswith(sys.argv[1]):
+        pathlib.Path(path).write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_nir_write(path, graph, *a, **k)
+nir.write = nir_write
 from spikeforge.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -699,6 +712,15 @@ def test_sigkill_during_export_and_report_leaves_the_old_file(d, tmp_path):
     for argv in (["sweep", "export", str(src), "--csv", str(csv)], ["report", str(src)]):
         _killed("summary.md" if argv[0] == "report" else "x.csv", argv, tmp_path)
     assert csv.read_text() == "old\n" and not (src / "summary.md").exists()
+
+
+def test_sigkill_during_export_keeps_the_old_file(tmp_path):
+    (tmp_path / "m.nir").write_bytes(b"old")
+    _killed("m.nir", ["export", "mlp", "-o", "m.nir"], tmp_path)
+    assert (tmp_path / "m.nir").read_bytes() == b"old"
+    rc, _, err = run_cli(["export", "mlp", "-o", "m.nir"], tmp_path)
+    assert rc == 0, err
+    assert not list(tmp_path.glob(".spikeforge-*"))  # the dead one's temporary file, removed by the next run
 
 
 def test_ir_text_printed_by_inspect_simulates_with_seeded_tensors(tmp_path):

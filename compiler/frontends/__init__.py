@@ -12,19 +12,20 @@ from isa.safeio import read_text
 SUFFIXES = (".yaml", ".yml", ".nir", ".sfir")
 
 
-def load_model(spec: str, *, seed: int = 0, weights: bool = True, dt: float = 1e-4,
-               reset: str = "subtract", allow_nonfinite: bool = False) -> Graph:
+def load_model(spec: str, *, seed: int = 0, weights: bool = True, dt: float | None = None,
+               reset: str | None = None, exporter: str = "snntorch", allow_nonfinite: bool = False) -> Graph:
     """Load MODEL as the CLI names it: a zoo name, or a `.yaml`, `.nir` or `.sfir` (IR text) file.
-    `dt` and `reset` apply to NIR files only; `seed` fills the tensors a zoo, YAML or IR text
-    model lacks. With `weights`, every tensor must be finite unless `allow_nonfinite`."""
+    `exporter`, `dt` and `reset` apply to NIR files only (nir_reader.read_nir); `seed` fills the
+    tensors a zoo, YAML or IR text model lacks. With `weights`, every tensor must be finite
+    unless `allow_nonfinite`."""
     check_int("seed", seed, 0, MAX_SEED)
-    graph = _load(spec, seed, weights, dt, reset)
+    graph = _load(spec, seed, weights, dt, reset, exporter)
     if weights and not allow_nonfinite:
         check_finite(graph, spec)
     return graph
 
 
-def _load(spec: str, seed: int, weights: bool, dt: float, reset: str) -> Graph:
+def _load(spec: str, seed: int, weights: bool, dt: float | None, reset: str | None, exporter: str) -> Graph:
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in SUFFIXES or path.exists():
@@ -35,7 +36,7 @@ def _load(spec: str, seed: int, weights: bool, dt: float, reset: str) -> Graph:
             return read_yaml(path, seed=seed)
         if suffix == ".nir":
             from compiler.frontends.nir_reader import read_nir
-            return read_nir(path, dt=dt, reset=reset)
+            return read_nir(path, dt=dt, reset=reset, exporter=exporter)
         if suffix == ".sfir":
             from compiler.frontends.init import init_tensors
             from isa.text import from_text

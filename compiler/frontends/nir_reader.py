@@ -1,7 +1,8 @@
-"""Read a NIR graph (a `.nir` file or a `nir.NIRGraph`) into the spike-driven IR.
+"""Read a NIR graph (a `.nir` file, a `nir.NIRGraph`, or a single NIR node) into the spike-driven IR.
 
-NIR describes neurons in continuous time and keeps no time step and no reset mode, so both
-are explicit arguments. Neurons are discretised with forward Euler (see docs/nir.md)."""
+NIR describes neurons in continuous time and keeps no time step and no reset mode; each
+exporter (snnTorch, Norse, Sinabs) writes its own conventions, chosen by `exporter`. Neurons
+are discretised as that exporter runs them (see docs/nir.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import h5py
 import nir
 import numpy as np
 
+from compiler.frontends.nir_conventions import EXPORTERS, META, Convention
 from isa import Graph, Op, SpikeforgeError, TensorType
 from isa.limits import check_memory
 from isa.ops import KINDS
@@ -26,35 +28,39 @@ ENCODINGS = next(p for p in KINDS["input"].params if p.name == "encoding").choic
 _RTOL = 1e-6  # values this close (relative) count as equal: float32 rounding of exported parameters
 
 
-def read_nir(source: str | os.PathLike | nir.NIRGraph, dt: float = 1e-4, reset: str = "subtract",
-             encoding: str = "direct", name: str | None = None) -> Graph:
-    """Convert a NIR file or graph to an IR `Graph`. `dt` (seconds) discretises the time
-    constants, `reset` (subtract | zero) is the reset after a spike, `encoding` is that of
-    the input ops. Raises SpikeforgeError naming the file and node for any problem."""
-    if isinstance(source, nir.NIRGraph):
-        where = name or "NIRGraph"
+def read_nir(source: str | os.PathLike | nir.NIRNode, dt: float | None = None, reset: str | None = None,
+             encoding: str | None = None, name: str | None = None, exporter: str = "snntorch") -> Graph:
+    """Convert a NIR file, graph or single node to an IR `Graph`. `exporter` (snntorch | norse
+    | sinabs) is the framework that wrote it, whose conventions apply; `dt` (seconds) and `reset`
+    (subtract | zero) override its time step and reset; `encoding` is that of the input ops
+    (default: as written by spikeforge, else direct). Raises SpikeforgeError naming the file
+    and node for any problem."""
+    if isinstance(source, nir.NIRNode):
+        where = name or type(source).__name__
     elif isinstance(source, (str, os.PathLike)):
         where = str(source)
     else:
-        raise SpikeforgeError(f"expects a .nir file path or a nir.NIRGraph, got {type(source).__name__}",
-                              "read_nir")
+        raise SpikeforgeError(f"expects a .nir file path or a NIR node, got {type(source).__name__}", "read_nir")
+    if exporter not in EXPORTERS:
+        raise SpikeforgeError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}", where)
+    dt = EXPORTERS[exporter].dt if dt is None else dt
     if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not 0 < dt < float("inf"):
         raise SpikeforgeError(f"dt must be a positive number of seconds, got {dt!r}", where)
-    if reset not in RESETS:
+    if reset is not None and reset not in RESETS:
         raise SpikeforgeError(f"reset must be 'subtract' or 'zero', got {reset!r}", where)
-    if encoding not in ENCODINGS:
+    if encoding is not None and encoding not in ENCODINGS:
         raise SpikeforgeError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}", where)
-    if isinstance(source, nir.NIRGraph):
-        graph, default = source, "nir"
+    if isinstance(source, nir.NIRNode):
+        node, default = source, "nir"
     else:
-        graph, default = _load(Path(source), where), Path(source).stem
-    nodes, edges = _leaves(graph, where)
-    return _convert(nodes, edges, name or default, where, float(dt), reset, encoding)
+        node, default = _load(Path(source), where), Path(source).stem
+    nodes, edges = _leaves(_as_graph(node, where), where)
+    return _convert(nodes, edges, name or default, where, _Reading(float(dt), reset, encoding, EXPORTERS[exporter]))
 
 
 # ---- reading the file ------------------------------------------------------------------------
 
-def _load(path: Path, where: str) -> nir.NIRGraph:
+def _load(path: Path, where: str) -> nir.NIRNode:
     if not path.exists():
         raise SpikeforgeError("file not found", where)
     if not path.is_file():
@@ -70,9 +76,25 @@ def _load(path: Path, where: str) -> nir.NIRGraph:
             tree = _h5_dict(f["node"], where)
     except (OSError, KeyError, RuntimeError, ValueError) as e:
         raise SpikeforgeError(f"cannot read the HDF5 data (truncated or corrupt file?): {e}", where) from None
-    if not isinstance(tree, dict) or tree.get("type") != "NIRGraph":
-        raise SpikeforgeError("top-level NIR node is not a NIRGraph", where)
     return _from_dict(tree, "", where)
+
+
+def _as_graph(node: nir.NIRNode, where: str) -> nir.NIRGraph:
+    """A single node (a file may hold one, as Norse writes a lone cell) wrapped as
+    input -> node -> output, its input shape taken from the node's declared input type."""
+    if isinstance(node, nir.NIRGraph):
+        return node
+    kind = type(node).__name__
+    if kind not in _CONVERTERS:
+        raise SpikeforgeError(f"holds a single {kind} node, not a network", where)
+    shape = (node.input_type or {}).get("input")
+    if shape is None or np.size(shape) == 0:
+        raise SpikeforgeError(f"a single {kind} node with scalar parameters does not give its input shape "
+                              "(write per-neuron parameters, or wrap it in a NIRGraph with an Input node)", where)
+    key = kind.lower()
+    return nir.NIRGraph({"input": nir.Input(input_type={"input": np.asarray(shape)}), key: node,
+                         "output": nir.Output(output_type=node.output_type)},
+                        [("input", key), (key, "output")], type_check=False)
 
 
 def _h5_dict(group: h5py.Group, where: str) -> dict:
@@ -114,7 +136,8 @@ def _str(s: Any) -> str:
 
 
 def _unsupported(where: str, key: str, kind: Any) -> SpikeforgeError:
-    return SpikeforgeError(f"node '{key}': unsupported NIR node {kind} "
+    at = f"node '{key}'" if key else "top-level node"
+    return SpikeforgeError(f"{at}: unsupported NIR node {kind} "
                            f"(supported: {', '.join(_SUPPORTED)})", where)
 
 
@@ -197,8 +220,18 @@ def _topo_order(nodes: dict[str, Any], preds: dict[str, list[str]], where: str) 
 
 # ---- conversion --------------------------------------------------------------------------------
 
-def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, where: str,
-             dt: float, reset: str, encoding: str) -> Graph:
+@dataclass(frozen=True)
+class _Reading:
+    """The caller's choices (reset, encoding: None for as written, else the default) and the
+    exporter's conventions."""
+
+    dt: float
+    reset: str | None
+    encoding: str | None
+    exporter: Convention
+
+
+def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, where: str, r: _Reading) -> Graph:
     preds: dict[str, list[str]] = {k: [] for k in nodes}
     for a, b in edges:
         preds[b].append(a)
@@ -217,15 +250,20 @@ def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, whe
 
     for key in _topo_order(nodes, preds, where):
         node, kind, srcs = nodes[key], type(nodes[key]).__name__, preds[key]
+        meta = _meta(node, key, where)
         if kind == "Input":
             if srcs:
                 raise SpikeforgeError(f"node '{key}': Input node has incoming edges", where)
-            shape = _input_shape(key, node, [nodes[b] for a, b in edges if a == key], where)
-            emit(Op(key, "input", (), {"shape": shape, "encoding": encoding}), key)
+            shape = _input_shape(key, node, [nodes[b] for a, b in edges if a == key], r.exporter, where)
+            emit(Op(key, "input", (), {"shape": shape, "encoding": r.encoding or meta.get("encoding", "direct")}),
+                 key)
             continue
         if not srcs:
             raise SpikeforgeError(f"node '{key}': {kind} node has no incoming edge "
                                   "(graph inputs must come from nir.Input nodes)", where)
+        if len(srcs) > 1 and kind == "Scale" and np.all(np.asarray(node.scale) == 1):
+            emit(Op(key, "add", tuple(srcs)), key)  # a sum node: how nir_writer writes an `add`
+            continue
         if len(srcs) > 1:  # several edges into one node: their sum
             add = f"{key}.add"
             while add in taken:
@@ -236,21 +274,31 @@ def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, whe
         if kind == "Output":
             emit(Op(key, "output", (srcs[0],)), key)
             continue
-        n = _Node(key, node, types[srcs[0]].shape, dt, reset, where)
+        n = _Node(key, node, types[srcs[0]].shape, r, meta, where)
         op_kind, params, tensors = _CONVERTERS[kind](n)
+        params.update({k: v for k, v in meta.items() if k not in ("reset", "bias")})
         emit(Op(key, op_kind, (srcs[0],), params, tensors), key)
     return Graph.build(name, ops, where=where)
 
 
-def _input_shape(key: str, node: Any, consumers: list[Any], where: str) -> tuple[int, ...]:
+def _meta(node: Any, key: str, where: str) -> dict[str, Any]:
+    """The IR parameters nir_writer keeps in a node's metadata (reset, encoding, surrogate, ...)."""
+    m = (getattr(node, "metadata", None) or {}).get(META, {})
+    if not isinstance(m, dict):
+        raise SpikeforgeError(f"node '{key}': metadata '{META}' is not a group", where)
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in m.items()}
+
+
+def _input_shape(key: str, node: Any, consumers: list[Any], exporter: Convention, where: str) -> tuple[int, ...]:
     """The per-sample shape of an Input node. A leading axis of size 1 is taken as a batch
-    axis and dropped only when every consumer that declares a rank expects one axis fewer."""
+    axis and dropped when every consumer that declares a rank expects one axis fewer, or
+    (Norse, which always writes one) when no consumer declares a rank."""
     shape = (node.input_type or {}).get("input")
     if shape is None:
         raise SpikeforgeError(f"node '{key}': Input node has no shape", where)
     shape = tuple(int(s) for s in np.asarray(shape).reshape(-1))
     ranks = {r for c in consumers if (r := _expected_rank(c)) is not None}
-    if len(shape) > 1 and shape[0] == 1 and ranks == {len(shape) - 1}:
+    if len(shape) > 1 and shape[0] == 1 and (ranks == {len(shape) - 1} or (exporter.batch_input and not ranks)):
         shape = shape[1:]
     return shape
 
@@ -271,9 +319,17 @@ class _Node:
     key: str
     nir: Any
     shape: tuple[int, ...]
-    dt: float
-    reset: str
+    read: _Reading
+    meta: dict[str, Any]
     where: str
+
+    @property
+    def exporter(self) -> Convention:
+        return self.read.exporter
+
+    @property
+    def reset(self) -> str:
+        return self.read.reset or self.meta.get("reset") or self.exporter.reset
 
     def err(self, msg: str) -> SpikeforgeError:
         return SpikeforgeError(f"node '{self.key}' ({type(self.nir).__name__}): {msg}", self.where)
@@ -308,17 +364,26 @@ class _Node:
         raise self.err(f"parameter '{name}' has shape {list(a.shape)}, which does not fit the layer "
                        f"shape {list(s)}")
 
-    def rate(self, name: str) -> np.ndarray:
-        """dt / tau for a time constant, checked for forward-Euler stability (dt <= tau)."""
+    def decay(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(beta, k) of a time constant: the decay per step and the factor on the input; forward
+        Euler 1 - dt/tau and dt/tau (stable for dt <= tau), or exp(-dt/tau) and 1 (Sinabs)."""
         tau = self.arr(name)
         if np.any(tau <= 0):
             raise self.err(f"time constant '{name}' must be positive")
-        k = self.dt / tau
+        dt = self.read.dt
+        if self.exporter.tau_times_dt:
+            tau = tau / dt
+        if self.exporter.exact:
+            beta = np.exp(-dt / tau)
+            return beta, np.ones_like(beta)
+        k = dt / tau
         if np.any(k > 1 + _RTOL):
-            raise self.err(f"time constant '{name}' (min {tau.min():.4g} s) is shorter than dt={self.dt:g} s; "
-                           "forward Euler needs dt <= tau: pass the dt the model was exported with "
-                           "(snnTorch uses 1e-4)")
-        return np.minimum(k, 1.0)
+            shown = f"{tau.min():.4g} s" + (", read as tau/dt" if self.exporter.tau_times_dt else "")
+            raise self.err(f"time constant '{name}' (min {shown}) is shorter than dt={dt:g} s; forward Euler "
+                           "needs dt <= tau: pass the dt and the exporter the model was written with "
+                           "(snnTorch: 1e-4; Norse writes tau*dt: exporter norse)")
+        k = np.minimum(k, 1.0)
+        return 1.0 - k, k
 
     def ints(self, name: str, n: int) -> tuple[int, ...]:
         a = np.asarray(self.field(name)).reshape(-1)
@@ -366,29 +431,43 @@ def _reset(n: _Node) -> dict[str, Any]:
 
 def _membrane(n: _Node, tau: str) -> dict[str, np.ndarray]:
     """tau dv/dt = (v_leak - v) + r I  ->  v = beta v + gain I + bias."""
-    k = n.rate(tau)
-    return {"beta": 1.0 - k, "gain": n.arr("r") * k, "bias": n.arr("v_leak") * k}
+    beta, k = n.decay(tau)
+    v_leak = n.arr("v_leak")
+    if n.exporter.exact and np.any(v_leak != 0):
+        raise n.err(f"v_leak must be 0 with exporter {n.exporter.name} (its neurons have no leak potential)")
+    return {"beta": beta, "gain": n.arr("r") * k, "bias": v_leak * k}
 
 
 def _lif(n: _Node):
-    return _coefs(n, "lif", {**_membrane(n, "tau"), "threshold": n.arr("v_threshold")}, **_reset(n))
+    coefs = {**_membrane(n, "tau"), "threshold": n.arr("v_threshold")}
+    if n.exporter.exact and n.reset == "subtract" and np.any(coefs["beta"] != 1):
+        raise n.err("Sinabs' subtract reset of a leaky neuron removes the decayed threshold (v = alpha (v - "
+                    "threshold) + x), which the IR cannot express; read with reset 'zero' if the model resets "
+                    "to zero (MembraneReset)")
+    return _coefs(n, "lif", coefs, **_reset(n))
 
 
 def _li(n: _Node):
     return _coefs(n, "li", _membrane(n, "tau"))
 
 
+def _jump(n: _Node) -> float:
+    """The factor on an integrator's input: dt (NIR's dv/dt = r I), or 1 where the exporter's
+    neuron adds its input directly (Norse, Sinabs)."""
+    return 1.0 if n.exporter.jump else n.read.dt
+
+
 def _if(n: _Node):
-    return _coefs(n, "if", {"gain": n.arr("r") * n.dt, "threshold": n.arr("v_threshold")}, **_reset(n))
+    return _coefs(n, "if", {"gain": n.arr("r") * _jump(n), "threshold": n.arr("v_threshold")}, **_reset(n))
 
 
 def _integrator(n: _Node):
-    return _coefs(n, "li", {"gain": n.arr("r") * n.dt}, beta=1.0, bias=0.0)
+    return _coefs(n, "li", {"gain": n.arr("r") * _jump(n)}, beta=1.0, bias=0.0)
 
 
 def _cubalif(n: _Node):
-    k = n.rate("tau_syn")
-    syn = {"alpha": 1.0 - k, "gain_syn": n.arr("w_in") * k}
+    alpha, k = n.decay("tau_syn")
+    syn = {"alpha": alpha, "gain_syn": n.arr("w_in") * (1.0 if n.exporter.jump else k)}
     return _coefs(n, "cubalif", {**syn, **_membrane(n, "tau_mem"), "threshold": n.arr("v_threshold")},
                   **_reset(n))
 
@@ -445,16 +524,22 @@ def _conv(n: _Node, dims: int):
     else:
         raise n.err(f"padding must be 'same', 'valid' or ints, got {padding!r}")
     unpack = (lambda t: t) if dims == 2 else (lambda t: t[0])
+    bias = n.meta.get("bias", True)  # NIR convolutions always have one; nir_writer notes a zero one
+    tensors = {"weight": w, "bias": _bias(n, w.shape[0])}
+    if bias is False:
+        if np.any(tensors.pop("bias") != 0):
+            raise n.err(f"metadata '{META}' says there is no bias, but the bias is not zero")
     params = {"out_channels": w.shape[0], "kernel": unpack(kernel), "stride": unpack(stride),
               "padding": unpack(padding), "dilation": unpack(dilation),
-              "groups": n.ints("groups", 1)[0], "bias": True}
-    return f"conv{dims}d", params, {"weight": w, "bias": _bias(n, w.shape[0])}
+              "groups": n.ints("groups", 1)[0], "bias": bias}
+    return f"conv{dims}d", params, tensors
 
 
 def _pool(mode: str) -> Callable[[_Node], tuple]:
     def convert(n: _Node):
-        return "pool2d", {"mode": mode, "kernel": n.ints("kernel_size", 2), "stride": n.ints("stride", 2),
-                          "padding": n.ints("padding", 2)}, {}
+        kernel, stride = n.ints("kernel_size", 2), n.ints("stride", 2)
+        return "pool2d", {"mode": mode, "kernel": kernel, "stride": None if stride == kernel else stride,
+                          "padding": n.ints("padding", 2)}, {}  # None: the IR's default, the kernel
     return convert
 
 

@@ -284,7 +284,7 @@ def test_malformed_files(tmp_path, real_file):
     for name, msg in cases.items():
         with pytest.raises(SpikeforgeError, match=f"{name}: {msg}"):
             read_nir(tmp_path / name)
-    with pytest.raises(SpikeforgeError, match="expects a .nir file path or a nir.NIRGraph"):
+    with pytest.raises(SpikeforgeError, match="expects a .nir file path or a NIR node, got int"):
         read_nir(42)
 
 
@@ -295,3 +295,50 @@ def test_malformed_node(tmp_path, real_file):
         del f["node/nodes/fc/bias"]
     with pytest.raises(SpikeforgeError, match="bad.nir: node 'fc': malformed NIR Affine node"):
         read_nir(bad)
+
+
+# ---- exporters' conventions and single nodes ---------------------------------------------------
+
+def test_exporter_conventions():
+    """The same nodes read with each exporter's conventions (docs/nir.md, 'Exporters')."""
+    tau, tau_syn = _vec(2e-3, 4e-3), _vec(5e-3, 5e-3)
+    nodes = dict(l=nir.LIF(tau=tau, r=_vec(2, 2), v_leak=_vec(0, 0), v_threshold=_vec(1, 1)),
+                 i=nir.IF(r=_vec(3, 3), v_threshold=_vec(1, 1)),
+                 c=nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau, r=_vec(1, 1), v_leak=_vec(0, 0), v_threshold=_vec(1, 1),
+                               w_in=_vec(2, 2)))
+    graph = _seq([2], [2], **nodes)
+    g = read_nir(graph)  # snnTorch: forward Euler at dt 1e-4, subtract
+    np.testing.assert_allclose(g["l"].coef("beta"), 1 - 1e-4 / tau, rtol=1e-7)
+    np.testing.assert_allclose(g["l"].coef("gain"), 2e-4 / tau, rtol=1e-6)
+    assert g["i"].params["gain"] == 3e-4 and g["c"].params["gain_syn"] == 0.04 and g["l"].params["reset"] == "subtract"
+    g = read_nir(graph, exporter="norse")  # tau written as tau * dt, dt 1e-3; jumps; reset to v_reset
+    np.testing.assert_allclose(g["l"].coef("beta"), 1 - 1e-6 / tau, rtol=1e-7)
+    np.testing.assert_allclose(g["c"].coef("alpha"), 1 - 1e-6 / tau_syn, rtol=1e-7)
+    assert g["i"].params["gain"] == 3.0 and g["c"].params["gain_syn"] == 2.0 and g["l"].params["reset"] == "zero"
+    g = read_nir(graph, exporter="sinabs", dt=1e-3, reset="zero")  # exp(-dt/tau), input unscaled
+    np.testing.assert_allclose(g["l"].coef("beta"), np.exp(-1e-3 / tau), rtol=1e-7)
+    assert g["l"].params["gain"] == 2.0 and g["i"].params["gain"] == 3.0
+    assert read_nir(graph, exporter="norse", reset="subtract")["l"].params["reset"] == "subtract"
+    with pytest.raises(SpikeforgeError, match="exporter must be one of snntorch, norse, sinabs, got 'lava'"):
+        read_nir(graph, exporter="lava")
+    leak = _seq([2], [2], l=nir.LIF(tau=tau, r=_vec(1, 1), v_leak=_vec(0, 1), v_threshold=_vec(1, 1)))
+    with pytest.raises(SpikeforgeError, match=r"node 'l' \(LIF\): v_leak must be 0 with exporter sinabs"):
+        read_nir(leak, exporter="sinabs", reset="zero")
+
+
+def test_single_node_is_wrapped(tmp_path):
+    lif = nir.LIF(tau=_vec(1e-3, 2e-3, 4e-3), r=_vec(1, 1, 1), v_leak=_vec(0, 0, 0), v_threshold=_vec(1, 1, 1))
+    nir.write(tmp_path / "lif.nir", lif)
+    g = read_nir(tmp_path / "lif.nir")
+    assert [(op.name, op.kind, op.inputs, op.type.shape) for op in g] == [
+        ("input", "input", (), (3,)), ("lif", "lif", ("input",), (3,)), ("output", "output", ("lif",), (3,))]
+    assert read_nir(nir.Affine(weight=np.ones((2, 5)), bias=np.zeros(2)))["affine"].type.shape == (2,)
+    scalar = nir.LIF(tau=np.float64(1e-3), r=np.float64(1), v_leak=np.float64(0), v_threshold=np.float64(1))
+    with pytest.raises(SpikeforgeError, match="LIF: a single LIF node with scalar parameters does not give its input"):
+        read_nir(scalar)
+    with pytest.raises(SpikeforgeError, match="holds a single Input node, not a network"):
+        read_nir(nir.Input(input_type=np.array([3])))
+    with h5py.File(tmp_path / "delay.nir", "w") as f:
+        f.create_group("node")["type"] = "Delay"
+    with pytest.raises(SpikeforgeError, match="delay.nir: top-level node: unsupported NIR node Delay"):
+        read_nir(tmp_path / "delay.nir")

@@ -137,6 +137,7 @@ def test_cli_federated_writes_its_files_and_refuses_bad_settings(tmp_path, capsy
                  "--in-process", "-o", str(out)]) == 0
     doc = json.loads((out / "federated.json").read_text())
     assert doc["workers"] == 2 and len(doc["rounds"]) == 1 and (out / "federated.png").stat().st_size > 0
+    assert main(["export", str(out), "-o", str(tmp_path / "fed.nir")]) == 0  # the global model, as NIR
     assert "comm" in capsys.readouterr().out
     for argv, msg in ((["--workers", "2", "--partition", "dirichlet:-1"], "ALPHA > 0"),
                       (["--workers", "0"], "workers: must be a positive int"),
