@@ -18,20 +18,16 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-from compiler.driver import compile_model  # noqa: E402
-from compiler.frontends import load_model  # noqa: E402
-from compiler.frontends.zoo import ZOO  # noqa: E402
-from compiler.stats import program_traffic  # noqa: E402
-from hwsim.cost import run_costs  # noqa: E402
-from hwsim.simulate import functional_step, make_input  # noqa: E402
-from isa.arch import load_arch  # noqa: E402
-from mapping.dataflow import FIXED, dram_lower_bound  # noqa: E402
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.zoo import ZOO
+from spikeforge.compiler.stats import program_traffic
+from spikeforge.hwsim.cost import run_costs
+from spikeforge.hwsim.simulate import functional_step, make_input
+from spikeforge.isa.arch import load_arch
+from spikeforge.mapping.dataflow import FIXED, dram_lower_bound
 
 # Measured GPU DRAM bytes per training iteration, B = 16, T = 4 (H100, Nsight Compute
 # dram__bytes_read.sum + dram__bytes_write.sum, plain PyTorch, unfused LIF): issue 11.

@@ -9,18 +9,14 @@ spiking conv net on `large64`, which must map in under 60 s.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-# run as a script, this file's folder comes first on sys.path and `mapping` would be this file
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-from compiler.driver import compile_model  # noqa: E402
-from compiler.frontends import zoo
-from compiler.frontends.yaml_reader import graph_from_doc
-from compiler.stats import program_traffic
-from isa import SpikeforgeError
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.frontends import zoo
+from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
+from spikeforge.compiler.stats import program_traffic
+from spikeforge.isa import SpikeforgeError
 from spikeforge.api import inspect_model
 
 SYNTH_LIMIT_S = 60.0

@@ -17,14 +17,13 @@ import os
 import sys
 import time
 
-# run as a script, this folder comes first on sys.path and benchmarks/mapping.py would shadow `mapping`
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [os.path.join(HERE, "neuromc_oracle")]
+sys.path.append(os.path.join(HERE, "neuromc_oracle"))  # the oracle's helpers (compare.py, run_oracle.py)
 
 import compare  # noqa: E402
-from compiler.frontends import load_model  # noqa: E402
-from hwsim.neuromc import ENGINES, neuromc_costs  # noqa: E402
-from isa.arch import load_arch  # noqa: E402
+from spikeforge.compiler.frontends import load_model  # noqa: E402
+from spikeforge.hwsim.neuromc import ENGINES, neuromc_costs  # noqa: E402
+from spikeforge.isa.arch import load_arch  # noqa: E402
 
 PAPER_TFLOPS_PER_W = 1.05  # [LI2024], FP16, 28 nm, on-chip
 B, T = 16, 4  # the official workloads' batch and time steps [NEUROMC]; run_oracle.py's setting

@@ -10,20 +10,15 @@ second the simulator processes. Also the time of the whole `simulate` (functiona
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-# run as a script, this folder comes first on sys.path and benchmarks/mapping.py would shadow `mapping`
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-from compiler.driver import compile_model  # noqa: E402
-from compiler.frontends import load_model  # noqa: E402
-from hwsim.functional import Simulator, run  # noqa: E402
-from hwsim.reference import run_dense  # noqa: E402
-from hwsim.simulate import make_input, simulate  # noqa: E402
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.frontends import load_model
+from spikeforge.hwsim.functional import Simulator, run
+from spikeforge.hwsim.reference import run_dense
+from spikeforge.hwsim.simulate import make_input, simulate
 
 TARGET = 3.0  # the functional step should cost at most 3x the NumPy dense step
 

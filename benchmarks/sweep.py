@@ -21,16 +21,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-# run as a script, this folder comes first on sys.path and benchmarks/mapping.py would shadow `mapping`
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-from compiler.driver import compile_model  # noqa: E402
-from compiler.frontends import load_model  # noqa: E402
-from hwsim.simulate import make_input, simulate  # noqa: E402
-from spikeforge.sweep.evaluate import evaluate  # noqa: E402
-from spikeforge.sweep.run import run_sweep  # noqa: E402
-from isa.arch import load_arch  # noqa: E402
-from spikeforge.sweep.spec import load_spec  # noqa: E402
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.frontends import load_model
+from spikeforge.hwsim.simulate import make_input, simulate
+from spikeforge.sweep.evaluate import evaluate
+from spikeforge.sweep.run import run_sweep
+from spikeforge.isa.arch import load_arch
+from spikeforge.sweep.spec import load_spec
 
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 
-from isa.arch import Arch
-from isa.program import Header, Instr, Loop, Program
-from mapping.dataflow import CORE, DRAM, Dataflow
-from mapping.groups import Group
-from mapping.plan import Piece, Plan, bptt_bytes, needed_elements, state_bytes, weight_bytes
-from mapping.schedule import Schedule, Stage
+from spikeforge.isa.arch import Arch
+from spikeforge.isa.program import Header, Instr, Loop, Program
+from spikeforge.mapping.dataflow import CORE, DRAM, Dataflow
+from spikeforge.mapping.groups import Group
+from spikeforge.mapping.plan import Piece, Plan, bptt_bytes, needed_elements, state_bytes, weight_bytes
+from spikeforge.mapping.schedule import Schedule, Stage
 
 
 def _buffer(arch: Arch, role: str, engine: str) -> str:

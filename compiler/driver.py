@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from compiler.codegen import generate
-from isa import Graph, SpikeforgeError
-from isa.activity import Activity, count, price, time
-from isa.arch import Arch, load_arch
-from isa.program import OPTIMIZERS, Program
-from mapping.dataflow import DATAFLOWS, FIXED, OBJECTIVES, Dataflow, assign, check_tiles
-from mapping.plan import MapConfig, Plan, map_graph
-from mapping.schedule import Schedule, build_schedule
+from spikeforge.compiler.codegen import generate
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.activity import Activity, count, price, time
+from spikeforge.isa.arch import Arch, load_arch
+from spikeforge.isa.program import OPTIMIZERS, Program
+from spikeforge.mapping.dataflow import DATAFLOWS, FIXED, OBJECTIVES, Dataflow, assign, check_tiles
+from spikeforge.mapping.plan import MapConfig, Plan, map_graph
+from spikeforge.mapping.schedule import Schedule, build_schedule
 
 # the candidates a search prices: name -> (loop order, whether the global buffers are used, layer fusion)
 SEARCHED = {**FIXED, "step_global": ("step", True, False)}
@@ -109,7 +109,7 @@ def compile_model(model: Graph | str, arch: Arch | str = "default", training: bo
     file) and generate the per-core programs for inference, or for a training step of `batch`
     samples when `training` (its update by `optimizer`), with the named `dataflow` or the best
     one for `objective`."""
-    from compiler.frontends import load_model
+    from spikeforge.compiler.frontends import load_model
 
     for name, v in (("timesteps", timesteps), ("batch", batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 
-from compiler.driver import Compiled
-from isa.program import CATEGORIES
-from mapping.plan import _work, state_bytes
-from isa.arch import xy_route
-from mapping.placement import hops_matrix
+from spikeforge.compiler.driver import Compiled
+from spikeforge.isa.program import CATEGORIES
+from spikeforge.mapping.plan import _work, state_bytes
+from spikeforge.isa.arch import xy_route
+from spikeforge.mapping.placement import hops_matrix
 
 
 def program_traffic(c: Compiled) -> tuple[dict[str, int], np.ndarray]:

@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from compiler.frontends import load_model  # noqa: E402
-from hwsim.optim import make_optimizer  # noqa: E402
-from isa.arch import load_arch, with_chips  # noqa: E402
+from spikeforge.compiler.frontends import load_model  # noqa: E402
+from spikeforge.hwsim.optim import make_optimizer  # noqa: E402
+from spikeforge.isa.arch import load_arch, with_chips  # noqa: E402
 from spikeforge.federated import (FedConfig, fedavg, federated, get_weights, local_batches, plot,  # noqa: E402
                                   set_weights, shards)
 from spikeforge.train import encode, load_dataset  # noqa: E402

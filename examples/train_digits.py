@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.frontends import load_model
+from spikeforge.compiler.frontends import load_model
 from spikeforge.train import encode, epoch_batches, load_dataset, plot, train
 
 MODEL = str(Path(__file__).parent / "models" / "digits_mlp.yaml")

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.functional import OpStats
-from isa import Graph
-from isa.activity import Activity, Timing, count, price, time
-from isa.arch import Arch
-from isa.program import Program
+from spikeforge.hwsim.functional import OpStats
+from spikeforge.isa import Graph
+from spikeforge.isa.activity import Activity, Timing, count, price, time
+from spikeforge.isa.arch import Arch
+from spikeforge.isa.program import Program
 
 
 @dataclass

@@ -17,10 +17,10 @@ from functools import partial
 import numba
 import numpy as np
 
-from hwsim import kernels as K
-from isa import Graph
-from isa.ir import Op
-from isa.ops import NEURON_KINDS, WEIGHT_KINDS
+from spikeforge.hwsim import kernels as K
+from spikeforge.isa import Graph
+from spikeforge.isa.ir import Op
+from spikeforge.isa.ops import NEURON_KINDS, WEIGHT_KINDS
 
 SPIKING = frozenset({"lif", "if", "cubalif"})
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from isa import Graph
-from isa.ops import NEURON_KINDS, WEIGHT_KINDS
+from spikeforge.isa import Graph
+from spikeforge.isa.ops import NEURON_KINDS, WEIGHT_KINDS
 
 L2_SHARE = 0.1  # largest share of L2 a tensor may take and still hit on immediate reuse
 CATEGORIES = ("weights", "activations", "bptt_state", "gradients", "optimizer")

@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from isa import Graph
-from isa.arch import Arch, Buffer
-from isa.ops import KINDS, NEURON_KINDS, SPIKE
+from spikeforge.isa import Graph
+from spikeforge.isa.arch import Arch, Buffer
+from spikeforge.isa.ops import KINDS, NEURON_KINDS, SPIKE
 
 ENGINES = ("fp", "bp", "wg", "optimizer")
 OPTIMIZERS = ("adam", "sgd")

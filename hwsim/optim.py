@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isa import Graph, SpikeforgeError
-from isa.program import OPTIMIZERS
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.program import OPTIMIZERS
 
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}  # learning rate when none is given (Adam: torch.optim.Adam's)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isa import Graph
-from isa.ir import Op
+from spikeforge.isa import Graph
+from spikeforge.isa.ir import Op
 
 F32 = np.float32
 

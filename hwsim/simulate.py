@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.cost import Costs, run_costs
-from hwsim.functional import RunResult, Simulator, output_name, run
-from hwsim.gpu import GpuConfig, gpu_dram_bytes
-from hwsim.neuromc import neuromc_costs
-from hwsim.optim import make_optimizer
-from isa import Graph, SpikeforgeError
-from isa.activity import ENGINES, Counts, price
-from isa.arch import Arch
-from isa.limits import check_array
-from isa.program import Program
-from isa.safeio import load_npz
+from spikeforge.hwsim.cost import Costs, run_costs
+from spikeforge.hwsim.functional import RunResult, Simulator, output_name, run
+from spikeforge.hwsim.gpu import GpuConfig, gpu_dram_bytes
+from spikeforge.hwsim.neuromc import neuromc_costs
+from spikeforge.hwsim.optim import make_optimizer
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.activity import ENGINES, Counts, price
+from spikeforge.isa.arch import Arch
+from spikeforge.isa.limits import check_array
+from spikeforge.isa.program import Program
+from spikeforge.isa.safeio import load_npz
 
 VERSION = "0.1"
 

@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from isa.arch import Arch, xy_route
-from isa.ir import Graph
-from isa.ops import SPIKE
-from isa.program import CATEGORIES, OPTIMIZERS, STATE_WORD_BYTES, Instr, Loop, Program
+from spikeforge.isa.arch import Arch, xy_route
+from spikeforge.isa.ir import Graph
+from spikeforge.isa.ops import SPIKE
+from spikeforge.isa.program import CATEGORIES, OPTIMIZERS, STATE_WORD_BYTES, Instr, Loop, Program
 
 ENGINES = ("fp", "bp", "wg")
 OP_CLASSES = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "adam")

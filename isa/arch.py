@@ -10,9 +10,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from isa.errors import SpikeforgeError
-from isa.limits import MAX_CORES, show
-from isa.safeio import load_yaml, read_text
+from spikeforge.isa.errors import SpikeforgeError
+from spikeforge.isa.limits import MAX_CORES, show
+from spikeforge.isa.safeio import load_yaml, read_text
 
 ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "grad_out", "bptt",
          "wgrad", "bn", "optimizer", "other")
@@ -374,11 +374,11 @@ def with_chips(arch: Arch, chips: int) -> Arch:
 
 
 def presets() -> list[str]:
-    return sorted(p.name[:-5] for p in files("isa").joinpath("presets").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in files("spikeforge.isa").joinpath("presets").iterdir() if p.name.endswith(".yaml"))
 
 
 def preset_text(name: str) -> str:
-    return files("isa").joinpath("presets", f"{name}.yaml").read_text()
+    return files("spikeforge.isa").joinpath("presets", f"{name}.yaml").read_text()
 
 
 def arch_doc(spec: str) -> tuple[dict, str]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from isa.errors import SpikeforgeError
-from isa.limits import VALUE_BYTES, check_array, check_memory
-from isa.ops import KINDS, TensorType, Work
-from isa.params import normalize_all
+from spikeforge.isa.errors import SpikeforgeError
+from spikeforge.isa.limits import VALUE_BYTES, check_array, check_memory
+from spikeforge.isa.ops import KINDS, TensorType, Work
+from spikeforge.isa.params import normalize_all
 
 
 @dataclass(eq=False)

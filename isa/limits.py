@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from isa.errors import SpikeforgeError
+from spikeforge.isa.errors import SpikeforgeError
 
 MAX_TIMESTEPS = 100_000
 MAX_BATCH = 1_000_000

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from isa.params import Param
+from spikeforge.isa.params import Param
 
 SPIKE, REAL = "spike", "real"
 

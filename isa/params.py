@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from isa.limits import show
+from spikeforge.isa.limits import show
 
 _REQUIRED = object()
 
@@ -78,7 +78,7 @@ def normalize(p: Param, v: Any) -> Any:
 def normalize_all(schema: tuple[Param, ...], given: dict[str, Any], where: str) -> dict[str, Any]:
     """Normalise a whole parameter dict against a schema. Raises SpikeforgeError naming the
     parameter's path (`where.name`) for an unknown, missing or bad value."""
-    from isa.errors import SpikeforgeError
+    from spikeforge.isa.errors import SpikeforgeError
 
     known = {p.name: p for p in schema}
     for k in given:

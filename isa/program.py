@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
-from isa.errors import SpikeforgeError
+from spikeforge.isa.errors import SpikeforgeError
 
 # DRAM traffic by what it carries: weights; activations (layer inputs and outputs); errors (the
 # gradients of activations between layers); BPTT state; gradients (of the weights); optimizer

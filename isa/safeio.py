@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from isa.errors import SpikeforgeError
-from isa.limits import check_memory, elements
+from spikeforge.isa.errors import SpikeforgeError
+from spikeforge.isa.limits import check_memory, elements
 
 MAX_TEXT_BYTES = 16 * 2**20  # a YAML or IR text file
 MAX_YAML_NODES = 100_000  # scalars, lists and mappings, every alias expanded

@@ -10,8 +10,8 @@ from importlib.resources import files
 from lark import Lark, Transformer, Tree, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput
 
-from isa.errors import SpikeforgeError
-from isa.program import OPCODES, Header, Instr, Loop, Program, header_problem, problem
+from spikeforge.isa.errors import SpikeforgeError
+from spikeforge.isa.program import OPCODES, Header, Instr, Loop, Program, header_problem, problem
 
 _BARE = {"buffer", "category", "kind", "level"}  # string operands written unquoted; the others are quoted
 
@@ -22,7 +22,7 @@ class _Bare(str):
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(files("isa").joinpath("sasm.lark").read_text(), parser="lalr", propagate_positions=True)
+    return Lark(files("spikeforge.isa").joinpath("sasm.lark").read_text(), parser="lalr", propagate_positions=True)
 
 
 @v_args(inline=True)

@@ -14,8 +14,8 @@ import numpy as np
 from lark import Lark, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedInput
 
-from isa.errors import SpikeforgeError
-from isa.ir import Graph, Op
+from spikeforge.isa.errors import SpikeforgeError
+from spikeforge.isa.ir import Graph, Op
 
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*\Z")
 
@@ -62,7 +62,7 @@ def to_text(graph: Graph, weights: bool = True) -> str:
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(files("isa").joinpath("ir.lark").read_text(), parser="lalr", propagate_positions=False)
+    return Lark(files("spikeforge.isa").joinpath("ir.lark").read_text(), parser="lalr", propagate_positions=False)
 
 
 @v_args(inline=True)

@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from isa import SpikeforgeError
-from isa.arch import Arch
-from isa.program import ORDERS
-from mapping.groups import Group
-from mapping.plan import Plan, bptt_bytes, state_bytes, weight_bytes
+from spikeforge.isa import SpikeforgeError
+from spikeforge.isa.arch import Arch
+from spikeforge.isa.program import ORDERS
+from spikeforge.mapping.groups import Group
+from spikeforge.mapping.plan import Plan, bptt_bytes, state_bytes, weight_bytes
 
 # named dataflows: name -> (loop order, whether the global buffers are used, layer fusion)
 FIXED = {"naive": ("step", False, False), "ws_time": ("sample", True, False), "ws_batch": ("batch", True, False),

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from isa import Graph, Op
-from isa.ops import NEURON_KINDS, SPIKE, WEIGHT_KINDS
+from spikeforge.isa import Graph, Op
+from spikeforge.isa.ops import NEURON_KINDS, SPIKE, WEIGHT_KINDS
 
 _FOLLOW = frozenset({"batchnorm", "scale", "lif", "if", "cubalif", "li", "threshold", "flatten", "reshape",
                      "add", "mul", "pool2d", "sum"})

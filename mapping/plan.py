@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isa import Graph, SpikeforgeError
-from isa.arch import Arch
-from isa.program import OPTIMIZERS, STATE_WORD_BYTES
-from mapping.groups import Edge, Group, build_groups, piece_bounds
-from mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.arch import Arch
+from spikeforge.isa.program import OPTIMIZERS, STATE_WORD_BYTES
+from spikeforge.mapping.groups import Edge, Group, build_groups, piece_bounds
+from spikeforge.mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
 
 FILL = 0.85  # share of the chip's membrane SRAM a round plans to fill
 PIECE_SHARE = 0.25  # largest piece, as a share of a core's membrane SRAM (eases packing)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from isa.ops import NEURON_KINDS, WEIGHT_KINDS
-from mapping.groups import Group
-from mapping.plan import Piece, Plan
+from spikeforge.isa.ops import NEURON_KINDS, WEIGHT_KINDS
+from spikeforge.mapping.groups import Group
+from spikeforge.mapping.plan import Piece, Plan
 
 _VIEWS = frozenset({"flatten", "reshape"})
 

@@ -8,9 +8,9 @@ import math
 import re
 from pathlib import Path
 
-from compiler.frontends import load_model
-from isa import Graph, SpikeforgeError
-from isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
+from spikeforge.compiler.frontends import load_model
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
 from spikeforge.outdir import check_writable, write_all, write_file
 
 TRAINED = "model.sfir"  # what `train -o OUTDIR` writes: the model with its trained weights (IR text)
@@ -55,9 +55,9 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     Returns the compile.json figures."""
     import yaml
 
-    from compiler.driver import compile_model
-    from compiler.stats import compile_stats, placement_doc
-    from isa.sasm import disassemble
+    from spikeforge.compiler.driver import compile_model
+    from spikeforge.compiler.stats import compile_stats, placement_doc
+    from spikeforge.isa.sasm import disassemble
     from spikeforge.progress import steps
 
     _check_run(timesteps, batch, seed)
@@ -97,9 +97,9 @@ def _sha256(text: str) -> str:
 def _from_compile_dir(path: str, allow_nonfinite: bool = False):
     """Model, arch and program of a directory written by `compile`, its files checked against
     the hashes compile.json holds."""
-    from isa.arch import load_arch
-    from isa.safeio import read_text
-    from isa.sasm import assemble
+    from spikeforge.isa.arch import load_arch
+    from spikeforge.isa.safeio import read_text
+    from spikeforge.isa.sasm import assemble
 
     d = Path(path)
     where = str(d / "compile.json")
@@ -141,8 +141,8 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
 
     import numpy as np
 
-    from compiler.driver import compile_model
-    from hwsim.simulate import make_input, read_input, simulate
+    from spikeforge.compiler.driver import compile_model
+    from spikeforge.hwsim.simulate import make_input, read_input, simulate
     from spikeforge.progress import bar
 
     _check_run(timesteps, batch, seed)
@@ -213,7 +213,7 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
                        fp16=fp16, optimizer=optimizer, progress=lambda e, i, n: advance((e - 1) * n + i))
     doc = result.to_dict()
     if out is not None:
-        from isa.text import to_text
+        from spikeforge.isa.text import to_text
 
         write_all(out, {TRAINED: lambda p: p.write_text(to_text(graph)),
                         "train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
@@ -231,7 +231,7 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
     with `in_process`, here; the same results either way. Writes OUTDIR/federated.json,
     OUTDIR/federated.png and the global model OUTDIR/model.sfir (all or nothing). Returns the
     federated.json figures."""
-    from isa.arch import load_arch, with_chips
+    from spikeforge.isa.arch import load_arch, with_chips
     from spikeforge.federated import FedConfig, federated, plot
     from spikeforge.progress import bar
     from spikeforge.train import load_dataset
@@ -272,7 +272,7 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
             cluster.close()
     doc = result.to_dict()
     if out is not None:
-        from isa.text import to_text
+        from spikeforge.isa.text import to_text
 
         write_all(out, {TRAINED: lambda p: p.write_text(to_text(graph)),
                         "federated.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
@@ -288,7 +288,7 @@ def export_nir(model: str, out: str, seed: int = 0, dt: float | None = None, res
 
     import nir
 
-    from compiler.frontends.nir_writer import to_nir
+    from spikeforge.compiler.frontends.nir_writer import to_nir
 
     check_writable(out, "file")
     trained = os.path.isdir(model)

@@ -7,12 +7,12 @@ import json
 import math
 import sys
 
-from hwsim.optim import DEFAULT_LR
-from compiler.frontends.nir_conventions import EXPORTERS
-from isa import SpikeforgeError
-from isa.limits import one_line, set_memory_limit
-from isa.program import OPTIMIZERS
-from mapping.dataflow import DATAFLOWS, OBJECTIVES
+from spikeforge.hwsim.optim import DEFAULT_LR
+from spikeforge.compiler.frontends.nir_conventions import EXPORTERS
+from spikeforge.isa import SpikeforgeError
+from spikeforge.isa.limits import one_line, set_memory_limit
+from spikeforge.isa.program import OPTIMIZERS
+from spikeforge.mapping.dataflow import DATAFLOWS, OBJECTIVES
 from spikeforge.sweep.spec import MAX_POINTS
 
 EXAMPLES = {
@@ -227,7 +227,7 @@ def _version() -> str:
 
 
 def _cmd_zoo(args) -> None:
-    from compiler.frontends.zoo import ZOO
+    from spikeforge.compiler.frontends.zoo import ZOO
     from spikeforge.render import print_zoo
 
     rows = [{"name": m.name, "description": m.description, "input_shape": list(m.input_shape),
@@ -239,7 +239,7 @@ def _cmd_zoo(args) -> None:
 
 
 def _cmd_inspect(args) -> None:
-    from compiler.frontends import load_model
+    from spikeforge.compiler.frontends import load_model
     from spikeforge.api import inspect_model
     from spikeforge.render import print_inspect
 
@@ -248,7 +248,7 @@ def _cmd_inspect(args) -> None:
     graph = load_model(args.model, seed=args.seed, weights=False, dt=args.dt, reset=args.reset,
                        exporter=args.exporter)
     if args.ir:
-        from isa.text import to_text
+        from spikeforge.isa.text import to_text
         sys.stdout.write(to_text(graph, weights=False))
         return
     report = inspect_model(graph, args.timesteps)
@@ -261,7 +261,7 @@ def _cmd_inspect(args) -> None:
 def _cmd_arch(args) -> None:
     from dataclasses import asdict
 
-    from isa.arch import load_arch, preset_text, presets
+    from spikeforge.isa.arch import load_arch, preset_text, presets
 
     if args.arch_command == "list":
         rows = []

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from hwsim.optim import make_optimizer
-from isa import Graph, SpikeforgeError
-from isa.arch import Arch
+from spikeforge.hwsim.optim import make_optimizer
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.arch import Arch
 from spikeforge.train import Dataset
 
 
@@ -173,8 +173,8 @@ def local_round(graph: Graph, program, chip: Arch, weights: dict, x: np.ndarray,
                 batches: list[np.ndarray], optimizer: str, lr: float | None, worker: int) -> tuple[dict, WorkerLog]:
     """One worker's round on its shard (x, y): from `weights`, one simulated training step per
     batch with a fresh `optimizer`; its new weights and figures. `graph` is not changed."""
-    from hwsim.cost import run_costs
-    from hwsim.functional import Simulator, run
+    from spikeforge.hwsim.cost import run_costs
+    from spikeforge.hwsim.functional import Simulator, run
     from spikeforge.train import _round_weights, encode
 
     g = copy.deepcopy(graph)
@@ -219,8 +219,8 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
     `cfg.workers` simulated copies of `chip`. `client`: a `distributed.Client` to run each
     round's workers on, or None to run them here, one after another. `progress(round)` is called
     after each round."""
-    from compiler.driver import compile_model
-    from hwsim.functional import Simulator
+    from spikeforge.compiler.driver import compile_model
+    from spikeforge.hwsim.functional import Simulator
     from spikeforge.train import _round_weights, evaluate
 
     cfg.check()

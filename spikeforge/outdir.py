@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from isa import SpikeforgeError
+from spikeforge.isa import SpikeforgeError
 
 TMP_PREFIX = ".spikeforge-"
 _TMP = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-")

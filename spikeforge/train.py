@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from isa import Graph, SpikeforgeError
-from isa.arch import load_arch
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.arch import load_arch
 
 DATASETS = ("digits",)
 
@@ -88,7 +88,7 @@ def encode(x: np.ndarray, timesteps: int) -> np.ndarray:
 
 def evaluate(sim, x: np.ndarray, y: np.ndarray, timesteps: int, chunk: int = 256) -> float:
     """Test accuracy of the simulator's current weights (forward only)."""
-    from hwsim.functional import run
+    from spikeforge.hwsim.functional import run
 
     name = sim.graph.inputs[0].name
     correct = 0
@@ -113,10 +113,10 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
     (default: hwsim.optim.DEFAULT_LR). `fp16` (default: the architecture's `arithmetic`) rounds
     every stored value, weights included, to FP16 (Adam's state stays FP32).
     `progress(epoch, step, steps)` is called after each step."""
-    from compiler.driver import compile_model
-    from hwsim.cost import run_costs
-    from hwsim.functional import Simulator, run
-    from hwsim.optim import make_optimizer
+    from spikeforge.compiler.driver import compile_model
+    from spikeforge.hwsim.cost import run_costs
+    from spikeforge.hwsim.functional import Simulator, run
+    from spikeforge.hwsim.optim import make_optimizer
 
     for key, v in (("epochs", epochs), ("batch", batch), ("timesteps", timesteps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

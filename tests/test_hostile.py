@@ -404,7 +404,7 @@ def d(tmp_path_factory) -> Path:
 
 
 def spikeforge_arch_text() -> str:
-    from isa.arch import preset_text
+    from spikeforge.isa.arch import preset_text
     return preset_text("default")
 
 

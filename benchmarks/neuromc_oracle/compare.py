@@ -9,9 +9,9 @@ import json
 import math
 import os
 
-from hwsim.neuromc import ENGINES, NeuroMC
-from isa import Graph
-from isa.ops import NEURON_KINDS
+from spikeforge.hwsim.neuromc import ENGINES, NeuroMC
+from spikeforge.isa import Graph
+from spikeforge.isa.ops import NEURON_KINDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ORACLE_ENGINE = {"fp": "fp", "bp": "bp", "wg": "wg", "optimizer": "opt"}  # run_oracle.engine_of's names

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isa import Graph, SpikeforgeError
-from isa.ir import check_finite
-from isa.limits import MAX_SEED, check_int
-from isa.safeio import read_text
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.isa.ir import check_finite
+from spikeforge.isa.limits import MAX_SEED, check_int
+from spikeforge.isa.safeio import read_text
 
 SUFFIXES = (".yaml", ".yml", ".nir", ".sfir")
 
@@ -32,18 +32,18 @@ def _load(spec: str, seed: int, weights: bool, dt: float | None, reset: str | No
         if not path.is_file():
             raise SpikeforgeError("file not found" if not path.exists() else "not a file", spec)
         if suffix in (".yaml", ".yml"):
-            from compiler.frontends.yaml_reader import read_yaml
+            from spikeforge.compiler.frontends.yaml_reader import read_yaml
             return read_yaml(path, seed=seed)
         if suffix == ".nir":
-            from compiler.frontends.nir_reader import read_nir
+            from spikeforge.compiler.frontends.nir_reader import read_nir
             return read_nir(path, dt=dt, reset=reset, exporter=exporter)
         if suffix == ".sfir":
-            from compiler.frontends.init import init_tensors
-            from isa.text import from_text
+            from spikeforge.compiler.frontends.init import init_tensors
+            from spikeforge.isa.text import from_text
             graph = from_text(read_text(path, spec, "the IR text form"), spec)
             return init_tensors(graph, seed) if weights else graph  # `inspect --ir` prints no tensors
         raise SpikeforgeError(f"unknown model file type '{suffix}' (expected one of {', '.join(SUFFIXES)})", spec)
-    from compiler.frontends import zoo
+    from spikeforge.compiler.frontends import zoo
     if spec in zoo.ZOO:
         return zoo.build(spec, seed=seed, weights=weights)
     raise SpikeforgeError(f"'{spec}' is neither a zoo model ({', '.join(zoo.ZOO)}) "

@@ -7,8 +7,8 @@ import zlib
 
 import numpy as np
 
-from isa import Graph, Op
-from isa.ops import KINDS
+from spikeforge.isa import Graph, Op
+from spikeforge.isa.ops import KINDS
 
 GAIN = 1.5  # measured: with 1.0 the last LIF layers of vgg11 stay silent for T = 4
 

@@ -17,11 +17,11 @@ import h5py
 import nir
 import numpy as np
 
-from compiler.frontends.nir_conventions import EXPORTERS, META, Convention
-from isa import Graph, Op, SpikeforgeError, TensorType
-from isa.limits import check_memory
-from isa.ops import KINDS
-from isa.params import normalize_all
+from spikeforge.compiler.frontends.nir_conventions import EXPORTERS, META, Convention
+from spikeforge.isa import Graph, Op, SpikeforgeError, TensorType
+from spikeforge.isa.limits import check_memory
+from spikeforge.isa.ops import KINDS
+from spikeforge.isa.params import normalize_all
 
 RESETS = ("subtract", "zero")
 ENCODINGS = next(p for p in KINDS["input"].params if p.name == "encoding").choices

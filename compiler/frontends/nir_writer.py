@@ -12,8 +12,8 @@ from typing import Any, Callable
 import nir
 import numpy as np
 
-from compiler.frontends.nir_conventions import EXPORTERS, META
-from isa import Graph, Op, SpikeforgeError
+from spikeforge.compiler.frontends.nir_conventions import EXPORTERS, META
+from spikeforge.isa import Graph, Op, SpikeforgeError
 
 DT = EXPORTERS["snntorch"].dt
 _NO_NIR = {"reshape": "reshape", "mul": "element-wise product", "sum": "sum over an axis",

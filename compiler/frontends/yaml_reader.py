@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from compiler.frontends.init import init_tensors
-from isa import Graph, Op, SpikeforgeError
-from isa.ops import KINDS, canonical_value
-from isa.limits import MAX_SEED, show
-from isa.params import normalize_all
-from isa.safeio import load_npz, load_yaml, read_text
+from spikeforge.compiler.frontends.init import init_tensors
+from spikeforge.isa import Graph, Op, SpikeforgeError
+from spikeforge.isa.ops import KINDS, canonical_value
+from spikeforge.isa.limits import MAX_SEED, show
+from spikeforge.isa.params import normalize_all
+from spikeforge.isa.safeio import load_npz, load_yaml, read_text
 
 TOP_KEYS = ("name", "input", "seed", "weights", "layers")
 LAYER_KEYS = ("name", "inputs")

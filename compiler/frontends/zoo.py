@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from compiler.frontends.init import init_tensors
-from isa import Graph, Op, SpikeforgeError
+from spikeforge.compiler.frontends.init import init_tensors
+from spikeforge.isa import Graph, Op, SpikeforgeError
 
 
 @dataclass(frozen=True)

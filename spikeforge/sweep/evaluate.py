@@ -23,15 +23,15 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from compiler.driver import candidates
-from compiler.frontends import load_model
-from hwsim.cost import reprice, run_costs
-from hwsim.functional import RunResult
-from hwsim.simulate import OBJECTIVES, functional_step, make_input, read_input, report_from
-from isa import Graph, SpikeforgeError
-from mapping.dataflow import check_tiles
-from mapping.plan import MapConfig, map_graph
-from mapping.schedule import build_schedule
+from spikeforge.compiler.driver import candidates
+from spikeforge.compiler.frontends import load_model
+from spikeforge.hwsim.cost import reprice, run_costs
+from spikeforge.hwsim.functional import RunResult
+from spikeforge.hwsim.simulate import OBJECTIVES, functional_step, make_input, read_input, report_from
+from spikeforge.isa import Graph, SpikeforgeError
+from spikeforge.mapping.dataflow import check_tiles
+from spikeforge.mapping.plan import MapConfig, map_graph
+from spikeforge.mapping.schedule import build_schedule
 from spikeforge.sweep.spec import Point, base_doc, build_arch
 
 

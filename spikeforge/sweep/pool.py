@@ -15,7 +15,7 @@ from collections import deque
 from statistics import median
 from typing import Iterable, Iterator
 
-from isa import SpikeforgeError
+from spikeforge.isa import SpikeforgeError
 from spikeforge.sweep.spec import Point
 
 Results = Iterator[tuple[Point, dict]]

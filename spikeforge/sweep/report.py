@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from isa import SpikeforgeError
+from spikeforge.isa import SpikeforgeError
 from spikeforge.outdir import check_writable, write_all
 from spikeforge.sweep.store import read
 

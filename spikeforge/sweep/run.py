@@ -10,7 +10,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isa import SpikeforgeError
+from spikeforge.isa import SpikeforgeError
 from spikeforge.outdir import check_writable, write_file
 from spikeforge.progress import bar
 from spikeforge.sweep.pool import connect, run_dask, run_local

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from isa import SpikeforgeError
-from isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_memory, show
-from isa.safeio import load_yaml, read_text
-from isa.arch import OPTIONAL_FIELDS, Arch, apply_overrides, arch_doc, arch_from_doc, presets
-from isa.program import OPTIMIZERS
-from mapping.dataflow import DATAFLOWS, OBJECTIVES
+from spikeforge.isa import SpikeforgeError
+from spikeforge.isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_memory, show
+from spikeforge.isa.safeio import load_yaml, read_text
+from spikeforge.isa.arch import OPTIONAL_FIELDS, Arch, apply_overrides, arch_doc, arch_from_doc, presets
+from spikeforge.isa.program import OPTIMIZERS
+from spikeforge.mapping.dataflow import DATAFLOWS, OBJECTIVES
 
 MAX_POINTS = 10_000  # design points of one spec, unless --max-points says otherwise
 VERSION = "3"  # of the point configuration: a change invalidates stored results
@@ -269,7 +269,7 @@ def _input(doc: dict, folder: Path, files: dict, ck: _Check) -> tuple[float | No
         raise ck.fail("rate", f"must be in [0, 1], got {show(rate)}")
     if name is None:
         return rate, None, None
-    from hwsim.simulate import read_input
+    from spikeforge.hwsim.simulate import read_input
 
     path = folder / str(name)
     data = read_input(str(path), f"{ck.where}: input")
@@ -278,8 +278,8 @@ def _input(doc: dict, folder: Path, files: dict, ck: _Check) -> tuple[float | No
 
 
 def _models(doc: dict, folder: Path, files: dict, ck: _Check, kw: dict, data) -> tuple[str, ...]:
-    from compiler.frontends import SUFFIXES, load_model
-    from hwsim.simulate import make_input
+    from spikeforge.compiler.frontends import SUFFIXES, load_model
+    from spikeforge.hwsim.simulate import make_input
 
     models = doc.get("models")
     models = [models] if isinstance(models, str) else models

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from isa import SpikeforgeError
+from spikeforge.isa import SpikeforgeError
 from spikeforge.outdir import check_writable, write_file
 
 DB = "results.sqlite"

@@ -11,8 +11,8 @@ import snntorch as snn
 import torch
 from snntorch.export_nir import export_to_nir
 
-from compiler.frontends.nir_reader import read_nir
-from isa import SpikeforgeError
+from spikeforge.compiler.frontends.nir_reader import read_nir
+from spikeforge.isa import SpikeforgeError
 
 pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph is being deprecated")
 

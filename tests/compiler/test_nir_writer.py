@@ -11,12 +11,12 @@ import torch
 from snntorch.export_nir import export_to_nir
 from snntorch.import_nir import import_from_nir
 
-from compiler.frontends import load_model
-from compiler.frontends.init import init_tensors
-from compiler.frontends.nir_reader import read_nir
-from compiler.frontends.nir_writer import to_nir
-from hwsim.functional import Simulator, new_stats
-from isa import Graph, Op, SpikeforgeError
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.init import init_tensors
+from spikeforge.compiler.frontends.nir_reader import read_nir
+from spikeforge.compiler.frontends.nir_writer import to_nir
+from spikeforge.hwsim.functional import Simulator, new_stats
+from spikeforge.isa import Graph, Op, SpikeforgeError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from compiler.frontends.yaml_reader import graph_from_doc, graph_to_doc, read_yaml
-from isa import REAL, SPIKE, SpikeforgeError, TensorType
-from isa.ops import KINDS, canonical_value
+from spikeforge.compiler.frontends.yaml_reader import graph_from_doc, graph_to_doc, read_yaml
+from spikeforge.isa import REAL, SPIKE, SpikeforgeError, TensorType
+from spikeforge.isa.ops import KINDS, canonical_value
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "models"

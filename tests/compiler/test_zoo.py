@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from compiler.frontends.zoo import ZOO, _sdt, build
-from isa import REAL, SPIKE, Graph, SpikeforgeError
-from isa.ops import WEIGHT_KINDS
+from spikeforge.compiler.frontends.zoo import ZOO, _sdt, build
+from spikeforge.isa import REAL, SPIKE, Graph, SpikeforgeError
+from spikeforge.isa.ops import WEIGHT_KINDS
 
 PARAMS = {
     "mlp": 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from compiler.frontends.zoo import ZOO, build
-from isa.text import from_text, to_text
+from spikeforge.compiler.frontends.zoo import ZOO, build
+from spikeforge.isa.text import from_text, to_text
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from compiler.frontends import load_model
-from compiler.frontends.yaml_reader import graph_from_doc
-from compiler.frontends.zoo import VGG11, _vgg
-from hwsim.neuromc import neuromc_costs, neuromc_fragments
-from isa import Graph
-from isa.arch import load_arch
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
+from spikeforge.compiler.frontends.zoo import VGG11, _vgg
+from spikeforge.hwsim.neuromc import neuromc_costs, neuromc_fragments
+from spikeforge.isa import Graph
+from spikeforge.isa.arch import load_arch
 
 NEUROMC = load_arch("neuromc")
 ORACLE = Path(__file__).resolve().parents[2] / "benchmarks" / "neuromc_oracle"

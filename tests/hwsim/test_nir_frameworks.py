@@ -22,9 +22,9 @@ import sinabs.layers as sl
 import torch
 from sinabs.activation import MembraneReset, SingleSpike
 
-from compiler.frontends.nir_reader import read_nir
-from hwsim.functional import Simulator, new_stats
-from isa import SpikeforgeError
+from spikeforge.compiler.frontends.nir_reader import read_nir
+from spikeforge.hwsim.functional import Simulator, new_stats
+from spikeforge.isa import SpikeforgeError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.frontends.yaml_reader import graph_from_doc
-from hwsim.functional import Simulator, run
-from hwsim.optim import DEFAULT_LR, SGD, Adam, make_optimizer
-from hwsim.simulate import make_input
-from isa import SpikeforgeError
+from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
+from spikeforge.hwsim.functional import Simulator, run
+from spikeforge.hwsim.optim import DEFAULT_LR, SGD, Adam, make_optimizer
+from spikeforge.hwsim.simulate import make_input
+from spikeforge.isa import SpikeforgeError
 
 NET = {"name": "optim_net", "input": {"shape": [2, 6, 6], "encoding": "direct"}, "seed": 0,
        "layers": [{"conv2d": {"out_channels": 4, "kernel": 3, "padding": 1}, "name": "conv"},

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from snntorch import surrogate
 
-from compiler.frontends import load_model
-from compiler.frontends.yaml_reader import read_yaml
-from hwsim.reference import run_dense
-from isa import Graph, Op
-from isa.ops import KINDS
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.yaml_reader import read_yaml
+from spikeforge.hwsim.reference import run_dense
+from spikeforge.isa import Graph, Op
+from spikeforge.isa.ops import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPIKING = {"lif", "if", "cubalif", "threshold"}

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.driver import compile_model
-from compiler.frontends import load_model
-from compiler.frontends.yaml_reader import graph_from_doc
-from hwsim.functional import Simulator, new_stats, run
-from hwsim.reference import run_dense
-from hwsim.simulate import make_input, simulate
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
+from spikeforge.hwsim.functional import Simulator, new_stats, run
+from spikeforge.hwsim.reference import run_dense
+from spikeforge.hwsim.simulate import make_input, simulate
 from spikeforge.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
@@ -128,7 +128,7 @@ def test_simulate_report_is_complete_and_byte_identical_for_the_same_seed(capsys
     lif = next(l for l in rep["layers"] if l["name"] == "lif1")
     assert 0 < lif["spike_rate"] < 1 and 0 < lif["grad_nonzero"] <= 1
     assert all(0 <= u <= 1 for c in rep["cores"] for u in c["utilisation"].values())
-    from isa.arch import load_arch
+    from spikeforge.isa.arch import load_arch
     chip = load_arch("default")
     for c in rep["cores"]:
         assert c["sram_peak_bytes"] and all(0 < n <= chip.buffer(b).bytes for b, n in c["sram_peak_bytes"].items())
@@ -170,7 +170,7 @@ def test_adam_costs_its_ops_and_its_state_traffic_in_dram(capsys):
     """With no global buffer (naive), Adam's m and v (2 FP32 words per parameter) are loaded
     from DRAM and stored back by every update: 2 x 2 x 4 B per parameter more than SGD's update,
     which reads and writes the weights alone; nothing else changes."""
-    from isa.arch import load_arch
+    from spikeforge.isa.arch import load_arch
 
     reps = {}
     for opt in ("sgd", "adam"):
@@ -195,7 +195,7 @@ def test_adam_costs_its_ops_and_its_state_traffic_in_dram(capsys):
 
 
 def test_fp16_arithmetic_rounds_stored_values_and_stays_close_to_fp32():
-    from isa.arch import arch_doc, arch_from_doc
+    from spikeforge.isa.arch import arch_doc, arch_from_doc
 
     doc, _ = arch_doc("default")
     fp16 = arch_from_doc({**doc, "arithmetic": "fp16"}, "fp16.yaml")

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from snntorch.export_nir import export_to_nir
 
-from compiler.frontends import load_model
-from compiler.frontends.yaml_reader import graph_from_doc
-from hwsim.functional import Simulator, new_stats, output_name, run
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
+from spikeforge.hwsim.functional import Simulator, new_stats, output_name, run
 
 pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph is being deprecated",
                                         "ignore::DeprecationWarning", "ignore::UserWarning")

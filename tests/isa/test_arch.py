@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import yaml
 
-from isa import SpikeforgeError
-from isa.arch import ENERGY_KEYS, load_arch, preset_text, presets
+from spikeforge.isa import SpikeforgeError
+from spikeforge.isa.arch import ENERGY_KEYS, load_arch, preset_text, presets
 
 
 def test_presets_load_with_the_published_figures():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from isa import Graph, Op, SpikeforgeError
+from spikeforge.isa import Graph, Op, SpikeforgeError
 
 
 def _g(*ops):

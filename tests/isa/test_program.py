@@ -1,8 +1,8 @@
 import pytest
 
-from isa import SpikeforgeError
-from isa.program import OPCODES, Header, Instr, Loop, Program
-from isa.sasm import assemble, disassemble
+from spikeforge.isa import SpikeforgeError
+from spikeforge.isa.program import OPCODES, Header, Instr, Loop, Program
+from spikeforge.isa.sasm import assemble, disassemble
 
 EXAMPLE = """\
 # spikeforge assembly

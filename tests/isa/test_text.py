@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from compiler.frontends.init import init_tensors
-from isa import Graph, Op, SpikeforgeError
-from isa.text import from_text, to_text
+from spikeforge.compiler.frontends.init import init_tensors
+from spikeforge.isa import Graph, Op, SpikeforgeError
+from spikeforge.isa.text import from_text, to_text
 
 
 def _small():

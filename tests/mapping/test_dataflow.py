@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.driver import compile_model
-from compiler.frontends import load_model
-from compiler.stats import program_traffic
-from hwsim.cost import reprice, run_costs
-from hwsim.simulate import make_input, simulate
-from isa import SpikeforgeError
-from isa.arch import load_arch
-from mapping.dataflow import dram_lower_bound
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.stats import program_traffic
+from spikeforge.hwsim.cost import reprice, run_costs
+from spikeforge.hwsim.simulate import make_input, simulate
+from spikeforge.isa import SpikeforgeError
+from spikeforge.isa.arch import load_arch
+from spikeforge.mapping.dataflow import dram_lower_bound
 from spikeforge.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
@@ -130,7 +130,7 @@ def test_a_tile_buffer_smaller_than_one_kernel_slice_is_one_error_line(capsys, t
 def test_a_report_reprices_without_walking_again():
     g = load_model("mlp", seed=0)
     c = compile_model(g, "default", training=True, timesteps=2, batch=2)
-    from hwsim.simulate import functional_step
+    from spikeforge.hwsim.simulate import functional_step
 
     res = functional_step(g, make_input(g, 2, 2, None, 0), True)
     costs = run_costs(c.program, g, c.arch, res.stats)
@@ -182,7 +182,7 @@ def test_compile_json_records_the_choice_and_the_runners_up(capsys, tmp_path):
 
 
 def test_adam_state_lives_in_the_global_buffer_when_it_fits_else_in_dram():
-    from compiler.stats import compile_stats
+    from spikeforge.compiler.stats import compile_stats
 
     def run(model, arch, dataflow, opt):
         g = load_model(model, weights=False)

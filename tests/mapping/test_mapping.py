@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from compiler.driver import compile_model
-from compiler.stats import compile_stats, program_traffic
-from isa.arch import load_arch
-from isa.program import Instr, Loop
-from isa.sasm import assemble, disassemble
-from isa.arch import xy_route
-from mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
-from mapping.plan import membrane_bytes
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.stats import compile_stats, program_traffic
+from spikeforge.isa.arch import load_arch
+from spikeforge.isa.program import Instr, Loop
+from spikeforge.isa.sasm import assemble, disassemble
+from spikeforge.isa.arch import xy_route
+from spikeforge.mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
+from spikeforge.mapping.plan import membrane_bytes
 
 CASES = [("mlp", "default", True), ("vgg11", "default", True), ("sdt", "edge4", True),
          ("resnet19", "default", False), ("vgg16", "default", True)]
@@ -195,8 +195,8 @@ def test_xy_route_goes_columns_first_with_manhattan_length():
 
 
 def test_unmappable_layer_names_the_layer_and_the_limit():
-    from compiler.frontends.yaml_reader import graph_from_doc
-    from isa import SpikeforgeError
+    from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
+    from spikeforge.isa import SpikeforgeError
 
     doc = {"name": "huge", "input": {"shape": [1, 300, 300]},
            "layers": [{"conv2d": {"out_channels": 4, "kernel": 3, "padding": 1}, "name": "big"}, {"lif": None}]}

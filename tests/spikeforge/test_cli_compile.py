@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
-from isa.arch import presets
-from isa.sasm import assemble
+from spikeforge.isa.arch import presets
+from spikeforge.isa.sasm import assemble
 from spikeforge.cli import main
 
 ZOO = ["mlp", "vgg11", "vgg16", "resnet18", "sew_resnet18", "resnet19", "sdt"]

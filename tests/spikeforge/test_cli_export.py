@@ -7,9 +7,9 @@ import nir
 import numpy as np
 import torch
 
-from compiler.frontends import load_model
-from compiler.frontends.nir_reader import read_nir
-from isa.text import from_text
+from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.nir_reader import read_nir
+from spikeforge.isa.text import from_text
 from spikeforge.cli import main
 
 DIGITS = str(Path(__file__).resolve().parents[2] / "examples" / "models" / "digits_mlp.yaml")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.frontends import load_model
-from isa import SpikeforgeError
-from isa.arch import arch_doc, arch_from_doc, load_arch, with_chips
+from spikeforge.compiler.frontends import load_model
+from spikeforge.isa import SpikeforgeError
+from spikeforge.isa.arch import arch_doc, arch_from_doc, load_arch, with_chips
 from spikeforge.cli import main
 from spikeforge.federated import FedConfig, exchange, federated, local_batches, shards
 from spikeforge.train import load_dataset

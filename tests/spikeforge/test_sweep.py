@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler.driver import compile_model
-from compiler.frontends import load_model
-from hwsim.simulate import make_input, simulate
-from isa.arch import load_arch
-from isa.sasm import disassemble
+from spikeforge.compiler.driver import compile_model
+from spikeforge.compiler.frontends import load_model
+from spikeforge.hwsim.simulate import make_input, simulate
+from spikeforge.isa.arch import load_arch
+from spikeforge.isa.sasm import disassemble
 from spikeforge.cli import main
 from spikeforge.sweep.evaluate import evaluate, flatten
 from spikeforge.sweep.report import pareto_front
@@ -115,7 +115,7 @@ def test_the_optimizer_setting_reaches_every_point(tmp_path):
 
 
 def test_a_directory_of_an_older_spikeforge_is_refused(tmp_path):
-    from isa import SpikeforgeError
+    from spikeforge.isa import SpikeforgeError
     from spikeforge.sweep.store import Store
 
     settings = load_spec(str(_spec(tmp_path, GRID))).settings()

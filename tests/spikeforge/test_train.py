@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.frontends import load_model
-from isa import SpikeforgeError
+from spikeforge.compiler.frontends import load_model
+from spikeforge.isa import SpikeforgeError
 from spikeforge.train import Dataset, load_dataset, train
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "train_digits.py"
@@ -58,11 +58,11 @@ def test_fp16_training_rounds_weights(small):
 
 
 def test_adam_training_learns_with_its_state_kept_between_steps(small, monkeypatch):
-    import hwsim.optim
+    from spikeforge.hwsim import optim
 
     made = []
-    monkeypatch.setattr(hwsim.optim, "make_optimizer",
-                        lambda *a, make=hwsim.optim.make_optimizer: made.append(make(*a)) or made[-1])
+    monkeypatch.setattr(optim, "make_optimizer",
+                        lambda *a, make=optim.make_optimizer: made.append(make(*a)) or made[-1])
     r = train(load_model(_example().MODEL, seed=0), small, epochs=2, batch=32, timesteps=6, lr=0.01, optimizer="adam")
     assert r.optimizer == "adam" and r.lr == 0.01
     assert r.epochs[1].loss < r.epochs[0].loss and r.epochs[1].test_acc > 0.6  # chance is 0.1
