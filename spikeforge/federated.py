@@ -174,7 +174,7 @@ def local_round(graph: Graph, program, chip: Arch, weights: dict, x: np.ndarray,
     """One worker's round on its shard (x, y): from `weights`, one simulated training step per
     batch with a fresh `optimizer`; its new weights and figures. `graph` is not changed."""
     from spikeforge.hwsim.cost import run_costs
-    from spikeforge.hwsim.functional import Simulator, run
+    from spikeforge.hwsim.functional import Simulator, run, set_running
     from spikeforge.train import _round_weights, encode
 
     g = copy.deepcopy(graph)
@@ -188,6 +188,7 @@ def local_round(graph: Graph, program, chip: Arch, weights: dict, x: np.ndarray,
         res = run(sim, {g.inputs[0].name: encode(x[idx], T)}, y[idx], True)
         costs = run_costs(program, g, chip, res.stats, "sparse")
         update.step(g, res.grads)
+        set_running(g, res.running)
         if fp16:
             _round_weights(g)
         sim.refresh()
@@ -221,13 +222,10 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
     after each round."""
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.functional import Simulator
-    from spikeforge.train import _round_weights, evaluate
+    from spikeforge.train import _round_weights, evaluate, fit_input
 
     cfg.check()
-    shape = graph.inputs[0].type.shape
-    if tuple(data.x_train.shape[1:]) != tuple(shape):
-        raise SpikeforgeError(f"dataset {data.name!r} has samples of shape {list(data.x_train.shape[1:])}, "
-                              f"the model's input wants {list(shape)}", graph.name)
+    data = fit_input(data, graph.inputs[0].type.shape, graph.name)
     parts = shards(data.y_train, cfg.workers, cfg.partition, cfg.seed, cfg.batch)
     program = compile_model(graph, chip, training=True, timesteps=cfg.timesteps, batch=cfg.batch,
                             seed=cfg.seed, optimizer=cfg.optimizer).program

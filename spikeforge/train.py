@@ -4,6 +4,7 @@ the compiled program for that step's energy, latency, DRAM traffic and measured 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -74,6 +75,16 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.25) -> Datas
     return Dataset(name, xtr, ytr.astype(np.int64), xte, yte.astype(np.int64))
 
 
+def fit_input(data: Dataset, shape: tuple[int, ...], where: str) -> Dataset:
+    """`data` with its samples shaped as the model's input (the 64 pixels of a digit feed a [64]
+    or a [1, 8, 8] input); an error when the sizes differ."""
+    if data.x_train[0].size != math.prod(shape):
+        raise SpikeforgeError(f"dataset {data.name!r} has samples of shape {list(data.x_train.shape[1:])}, "
+                              f"the model's input wants {list(shape)}", where)
+    return Dataset(data.name, data.x_train.reshape((-1,) + tuple(shape)), data.y_train,
+                   data.x_test.reshape((-1,) + tuple(shape)), data.y_test)
+
+
 def epoch_batches(n: int, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
     """A shuffled epoch in full batches (the last partial batch is dropped: the program is
     compiled for one batch size)."""
@@ -115,7 +126,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
     `progress(epoch, step, steps)` is called after each step."""
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.cost import run_costs
-    from spikeforge.hwsim.functional import Simulator, run
+    from spikeforge.hwsim.functional import Simulator, run, set_running
     from spikeforge.hwsim.optim import make_optimizer
 
     for key, v in (("epochs", epochs), ("batch", batch), ("timesteps", timesteps)):
@@ -124,10 +135,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
     update = make_optimizer(optimizer, lr)
     chip = load_arch(arch, None if fp16 is None else {"arithmetic": "fp16" if fp16 else "fp32"})
     fp16 = chip.arithmetic == "fp16"
-    shape = graph.inputs[0].type.shape
-    if tuple(data.x_train.shape[1:]) != tuple(shape):
-        raise SpikeforgeError(f"dataset {data.name!r} has samples of shape {list(data.x_train.shape[1:])}, "
-                              f"the model's input wants {list(shape)}", graph.name)
+    data = fit_input(data, graph.inputs[0].type.shape, graph.name)
     if len(data.x_train) < batch:
         raise SpikeforgeError(f"batch {batch} is larger than the {len(data.x_train)} training samples")
     program = compile_model(graph, chip, training=True, timesteps=timesteps, batch=batch, seed=seed,
@@ -148,6 +156,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
             res = run(sim, {name: encode(data.x_train[idx], timesteps)}, data.y_train[idx], True)
             costs = run_costs(program, graph, chip, res.stats, "sparse")
             update.step(graph, res.grads)
+            set_running(graph, res.running)
             if fp16:
                 _round_weights(graph)
             sim.refresh()
