@@ -318,9 +318,9 @@ class Simulator:
             st.out_nonzero[i] += K.count_nonzero(y[i])
         return saved
 
-    def bn_backward(self, op: Op, vals, grad: dict, st: OpStats, saved: list, acc: list, pmap) -> None:
-        """Back through `bn_forward`: from grad[op] (the whole batch's), adds dL/dx into grad[input]
-        and appends the gamma and beta gradients to `acc`."""
+    def bn_backward(self, op: Op, vals, grad: dict, st: OpStats, saved: list, acc: list, pmap) -> np.ndarray:
+        """Back through `bn_forward` from grad[op] (the whole batch's): appends the gamma and beta
+        gradients to `acc` and returns dL/d(input)."""
         x = vals[op.inputs[0]]
         go = self.q(grad[op.name])
         for i in range(len(go)):
@@ -335,8 +335,7 @@ class Simulator:
             dbeta += db
         acc.append(partial(_acc, key=(op.name, "gamma"), value=dgamma.astype(np.float32)))
         acc.append(partial(_acc, key=(op.name, "beta"), value=dbeta.astype(np.float32)))
-        if self.graph[op.inputs[0]].kind != "input":
-            grad[op.inputs[0]] += gx
+        return gx
 
 
 def _bn_groups(op: Op, *arrays: np.ndarray) -> list[tuple]:
@@ -683,18 +682,25 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
             grad = {out_name: dout}  # dL/d(values) that cross phases, whole batch
             for i, ops in enumerate(reversed(order)):
                 names = {op.name for op in ops}
-                for src in {s for op in ops for s in op.inputs} - names - set(grad):
-                    if graph[src].kind != "input":
-                        grad[src] = np.zeros_like(vals[src])
                 if couples(ops[0], True):
-                    sim.bn_backward(ops[0], vals, grad, stats[ops[0].name], saved.pop(ops[0].name), bn_acc, pmap)
+                    src = ops[0].inputs[0]
+                    gx = sim.bn_backward(ops[0], vals, grad, stats[ops[0].name], saved.pop(ops[0].name), bn_acc, pmap)
+                    if src in grad:
+                        grad[src] += gx
+                    elif graph[src].kind != "input":
+                        grad[src] = gx
                 else:
+                    for src in {s for op in ops for s in op.inputs} - names - set(grad):
+                        if graph[src].kind != "input":
+                            grad[src] = np.zeros_like(vals[src])
                     done = pmap(lambda k: sim.backward(*(view(a, k) for a in arrays), view(grad, k), part_stats[k], 0,
                                                        ops), range(len(parts)))
                     for acc, more in zip(accs, done):
                         acc += more
-                for name in names:
+                for name in names:  # done with: their gradients and, unless recorded, their values
                     grad.pop(name, None)
+                    for a in arrays[int(record):]:
+                        a.pop(name, None)
                 if progress:
                     progress(B * (len(order) + i + 1) // steps)
     for (b0, _), acc, st in zip(parts, accs, part_stats):
