@@ -203,7 +203,8 @@ class Simulator:
         return mem[t] if op.kind == "li" else spikes
 
     # ---- backward ------------------------------------------------------------------------------
-    def backward(self, vals, mem, cur, dout: dict[str, np.ndarray], stats, b0: int, ops: list[Op] | None = None) -> list:
+    def backward(self, vals, mem, cur, dout: dict[str, np.ndarray], stats, b0: int,
+                 ops: list[Op] | None = None) -> list:
         """BPTT through `ops` (default: all) from the dL/d(values) that reach them from outside
         (`dout`: name -> [T, B, ...]: the loss, ops run later); what they pass to an op outside
         them is added into its array in `dout`. Returns the gradient accumulations in order, as
@@ -290,23 +291,22 @@ class Simulator:
             return di * _coef(op, "gain_syn", 1.0)
         return out
 
-
     # ---- batch-norm with batch statistics (a training step's, over the whole batch) -------------
     def bn_forward(self, op: Op, vals, st: OpStats, running: dict, pmap) -> list:
         """Normalises the whole batch's input [T, B, ...] of `op` with its statistics, per step
         (`stats: batch`) or over all steps (`batch_time`), channels split over `pmap`'s threads;
         updates `running` ((op, mean|var) -> array) as torch does. Returns each group's (mean, sd)."""
         x, y = vals[op.inputs[0]], vals[op.name]
-        t, C = op.tensors, x.shape[2]
+        w, C = op.tensors, x.shape[2]
         eps, m = np.float32(op.params["eps"]), np.float32(op.params["momentum"])
-        mean_r, var_r = t["mean"], t["var"]
+        mean_r, var_r = w["mean"], w["var"]
         saved = []
         for xs, ys in _bn_groups(op, x, y):
             mean, var = np.empty(C, np.float32), np.empty(C, np.float32)
             pmap(lambda c: K.batch_stats(xs[:, c], mean[c], var[c]), _channel_slices(C))
             sd = np.sqrt(var + eps)
-            a = t["gamma"] / sd
-            b = t["beta"] - mean * a
+            a = w["gamma"] / sd
+            b = w["beta"] - mean * a
             pmap(lambda c: K.batchnorm(xs[:, c], a[c], b[c], ys[:, c]), _channel_slices(C))
             n = xs.shape[0] * xs.shape[2]
             mean_r = m * mean + (1 - m) * mean_r
@@ -318,11 +318,11 @@ class Simulator:
             st.out_nonzero[i] += K.count_nonzero(y[i])
         return saved
 
-    def bn_backward(self, op: Op, vals, grad: dict, st: OpStats, saved: list, acc: list, pmap) -> np.ndarray:
-        """Back through `bn_forward` from grad[op] (the whole batch's): appends the gamma and beta
-        gradients to `acc` and returns dL/d(input)."""
+    def bn_backward(self, op: Op, vals, go: np.ndarray, st: OpStats, saved: list, acc: list, pmap) -> np.ndarray:
+        """Back through `bn_forward` from dL/d(output) `go` (the whole batch's): appends the gamma
+        and beta gradients to `acc` and returns dL/d(input)."""
         x = vals[op.inputs[0]]
-        go = self.q(grad[op.name])
+        go = self.q(go)
         for i in range(len(go)):
             st.grad_nonzero[i] += K.count_nonzero(go[i])
         gx, C = np.empty_like(x), x.shape[2]
@@ -684,7 +684,8 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
                 names = {op.name for op in ops}
                 if couples(ops[0], True):
                     src = ops[0].inputs[0]
-                    gx = sim.bn_backward(ops[0], vals, grad, stats[ops[0].name], saved.pop(ops[0].name), bn_acc, pmap)
+                    gx = sim.bn_backward(ops[0], vals, grad[ops[0].name], stats[ops[0].name], saved.pop(ops[0].name),
+                                         bn_acc, pmap)
                     if src in grad:
                         grad[src] += gx
                     elif graph[src].kind != "input":

@@ -20,12 +20,12 @@ from spikeforge.isa.activity import count
 from spikeforge.isa.text import from_text, to_text
 from spikeforge.train import Dataset, load_dataset, train
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "train_digits_conv.py"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "train_digits.py"
 STATS = ["batch", "batch_time"]
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("train_digits_conv", EXAMPLE)
+    spec = importlib.util.spec_from_file_location("train_digits", EXAMPLE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -109,15 +109,15 @@ def test_batch_norm_kernels_equal_torch_with_the_input_gradient():
     """bn_forward / bn_backward on a whole batch against torch's batch_norm in train mode:
     output, input gradient, gamma and beta gradients, per step and over time."""
     for stats in STATS:
-        g = _random_bn(init_tensors(Graph.build("bn", [Op("x", "input", params={"shape": [3, 5, 4]}),
-                                                      Op("bn", "batchnorm", ("x",)), Op("o", "output", ("bn",))])), stats)
+        ops = [Op("x", "input", params={"shape": [3, 5, 4]}), Op("bn", "batchnorm", ("x",)), Op("o", "output", ("bn",))]
+        g = _random_bn(init_tensors(Graph.build("bn", ops)), stats)
         op, rng = g["bn"], np.random.default_rng(4)
         T, B = 3, 4
         vals = {"x": rng.normal(1, 2, (T, B, 3, 5, 4)).astype(np.float32), "bn": np.empty((T, B, 3, 5, 4), np.float32)}
         go = rng.normal(0, 1, vals["x"].shape).astype(np.float32)
         sim, st, acc = Simulator(g), new_stats(g, B, T, True)["bn"], []
         saved = sim.bn_forward(op, vals, st, {}, lambda f, items: list(map(f, items)))
-        gx = sim.bn_backward(op, vals, {"bn": go}, st, saved, acc, lambda f, items: list(map(f, items)))
+        gx = sim.bn_backward(op, vals, go, st, saved, acc, lambda f, items: list(map(f, items)))
         grads = {}
         for f in acc:
             f(grads)
@@ -126,7 +126,8 @@ def test_batch_norm_kernels_equal_torch_with_the_input_gradient():
         bn = lambda v: F.batch_norm(v, None, None, gamma, beta, True, 0.1, op.params["eps"])  # noqa: E731
         y = bn(xt.flatten(0, 1)).unflatten(0, (T, B)) if stats == "batch_time" else torch.stack([bn(v) for v in xt])
         y.backward(torch.from_numpy(go))
-        for mine, ref in ((vals["bn"], y), (gx, xt.grad), (grads["bn", "gamma"], gamma.grad), (grads["bn", "beta"], beta.grad)):
+        for mine, ref in ((vals["bn"], y), (gx, xt.grad), (grads["bn", "gamma"], gamma.grad),
+                          (grads["bn", "beta"], beta.grad)):
             ref = ref.detach().numpy()
             assert np.abs(mine - ref).max() < 1e-5 * np.abs(ref).max(), stats
         assert st.out_nonzero.sum() == vals["bn"].size and st.grad_nonzero.sum() == go.size
@@ -143,6 +144,8 @@ def test_batch_statistics_are_deterministic_and_independent_of_threads():
     whole = run(Simulator(g), {"input": x}, labels, True)  # one chunk: the same statistics and spikes
     assert whole.loss == pytest.approx(a.loss, rel=1e-6)
     assert all(np.array_equal(a.stats[n].out_nonzero, whole.stats[n].out_nonzero) for n in a.stats)
+    half = run(Simulator(g, fp16=True), {"input": x}, labels, True, chunk=3, record=True).values["bn1"]
+    assert np.array_equal(half, half.astype(np.float16).astype(np.float32))  # stored in FP16
 
 
 def test_running_statistics_and_inference():
@@ -197,9 +200,9 @@ def test_training_a_conv_bn_model_matches_its_torch_twin():
     d = load_dataset("digits", seed=0)
     small = Dataset("digits", d.x_train[:320], d.y_train[:320], d.x_test[:200], d.y_test[:200])
     hp = dict(epochs=2, batch=32, timesteps=4, lr=0.1, seed=0)
-    g = mod.model("batch", 0)
+    g = mod.model(mod.CONV, 0)
     chip = train(g, small, fp16=False, **hp)  # the 64 pixels of a digit as a 1x8x8 image
-    ref = mod.train_torch(mod.model("batch", 0), small, **hp)
+    ref = mod.train_torch(mod.model(mod.CONV, 0), small, **hp)
     accs = [e.test_acc for e in chip.epochs]
     assert chip.epochs[1].loss < chip.epochs[0].loss and accs[1] > 0.7  # chance is 0.1
     assert np.allclose(accs, ref, atol=2 / 200)  # within 1 point
