@@ -43,12 +43,14 @@ def _noc_figures(c: Compiled, noc: np.ndarray) -> dict:
                 links[link] = links.get(link, 0.0) + noc[a, b]
     busiest = max(links.items(), key=lambda kv: kv[1], default=(((0, 0), (0, 0)), 0.0))
     total = float(noc.sum())
+    link_list = [{"from": list(a), "to": list(b), "bytes": int(v)} for (a, b), v in sorted(links.items()) if v]
     return {
         "bytes": int(total),
         "hop_bytes": int((noc * hops).sum()),
         "avg_hops": round(float((noc * hops).sum() / total), 4) if total else 0.0,
         "multicast_packets_per_step": c.plan.packets,
         "busiest_link": {"from": list(busiest[0][0]), "to": list(busiest[0][1]), "bytes": int(busiest[1])},
+        "links": link_list,
         "matrix": noc.astype(np.int64).tolist(),
     }
 
@@ -69,6 +71,7 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
     """compile.json: the mapping's figures, and the same for the baseline when given."""
     arch, plan = c.arch, c.plan
     dram, noc = program_traffic(c)
+    gmap = {g.name: g for g in plan.groups}
     cores = []
     for core in arch.cores:
         use = c.dataflow.sram[core]
@@ -76,6 +79,7 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
         cores.append({
             "core": list(core),
             "pieces": sum(1 for p in plan.pieces if p.core == core),
+            "layers": list(dict.fromkeys(gmap[p.group].root.name for p in plan.pieces if p.core == core)),
             "instructions": c.program.instruction_count(core),
             "sram": {role: {"used": use.get(role, 0), "capacity": arch.capacity(role),
                             "percent": round(100 * use.get(role, 0) / arch.capacity(role), 2)} for role in roles
@@ -96,7 +100,7 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
     if baseline is not None:
         b = compile_stats(baseline)
         out["baseline"] = {k: b[k] for k in ("strategy", "dram_bytes", "noc", "load_balance")}
-        out["baseline"]["noc"] = {k: v for k, v in b["noc"].items() if k != "matrix"}
+        out["baseline"]["noc"] = {k: v for k, v in b["noc"].items() if k not in ("matrix", "links")}
         base_hops = b["noc"]["hop_bytes"]
         out["hop_bytes_vs_baseline"] = round(out["noc"]["hop_bytes"] / base_hops, 4) if base_hops else None
     return out

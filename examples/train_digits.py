@@ -1,7 +1,7 @@
 """Train a spiking MLP on scikit-learn's 8x8 digits on the simulated chip, and the same network
 in snnTorch beside it.
 
-The chip run uses only the simulator's FP, BP and WG engines and SGD updates (spikeforge.train);
+The chip run uses only the simulator's FP, BP and WG engines and SGD updates (spikeforge.training);
 every step is also walked through the compiled program for its energy, latency, DRAM traffic and
 measured sparsity. The snnTorch twin starts from the same weights, sees the same batches in the
 same order and uses the same loss (cross-entropy of the time-averaged readout membrane) and SGD.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeforge.compiler.frontends import load_model
-from spikeforge.train import encode, epoch_batches, load_dataset, plot, train
+from spikeforge.training import encode, epoch_batches, load_dataset, plot, train
 
 MODEL = str(Path(__file__).parent / "models" / "digits_mlp.yaml")
 

@@ -11,7 +11,7 @@ from spikeforge.hwsim.gpu import GpuConfig, gpu_dram_bytes
 from spikeforge.hwsim.neuromc import neuromc_costs
 from spikeforge.hwsim.optim import make_optimizer
 from spikeforge.isa import Graph, SpikeforgeError
-from spikeforge.isa.activity import ENGINES, Counts, price
+from spikeforge.isa.activity import ENGINES, Counts, price, stage_cycles
 from spikeforge.isa.arch import Arch
 from spikeforge.isa.limits import check_array
 from spikeforge.isa.program import Program
@@ -131,6 +131,7 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
             "spike_rate": round(float(st.out_nonzero.sum()) / (st.size * T * B), 6) if st and op.type.kind == "spike" else None,
             "grad_nonzero": round(float(st.grad_nonzero.sum()) / (st.size * T * B), 6) if st and training else None,
             "ops": {k: int(v) for k, v in c.syn.items()},
+            "dense_ops": {k: int(v) for k, v in c.dense_syn.items()},
             "energy_pj": round(sum(terms.values()), 3), "energy_breakdown_pj": {k: round(v, 3) for k, v in terms.items()},
             "dram_bytes": int(c.dram_bytes), "cycles": int(c.engine_cycles),
         })
@@ -156,11 +157,17 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
         "loss": round(res.loss, 6) if res.loss is not None else None,
     }
     static_core = e["static"] / arch.n_cores
-    cores = [{"core": list(c), "utilisation": {k: round(act.busy[c][k] / timing.cycles, 4) if timing.cycles else 0.0
+    engine_units = set(ENGINES)
+    cores = [{"core": list(c), "layers": list(dict.fromkeys(i.args[0] for i, _ in program.walk(c) if i.unit in engine_units)),
+              "utilisation": {k: round(act.busy[c][k] / timing.cycles, 4) if timing.cycles else 0.0
                                                for k in ENGINES},
               "energy_pj": round(sum(price(act.cores[c], arch).values()) + static_core, 3),
               "sram_peak_bytes": {k: int(n) for k, n in sorted(act.peak[c].items())}} for c in program.cores]
-    rep = {"totals": totals, "layers": layers, "cores": cores,
+    stages = [{"layers": list(st.layers), "instances": st.instances, "cycles": cyc}
+              for st, cyc in zip(act.stages, stage_cycles(act, arch))]
+    links = [{"from": list(a), "to": list(b), "bytes": round(f * arch.noc.link_bits / 8, 1)}
+             for (a, b), f in sorted(act.link_flits.items()) if f]
+    rep = {"totals": totals, "layers": layers, "cores": cores, "stages": stages, "noc_links": links,
            "config": {"model": graph.name, "arch": arch.name, "mode": mode, "timesteps": T, "batch": B,
                       "seed": seed, "training": training, "arithmetic": arch.arithmetic,
                       "dataflow": h.dataflow, "order": h.order, "optimizer": h.optimizer if training else None,

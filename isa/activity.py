@@ -74,6 +74,7 @@ class Stage:
     gb_bytes: np.ndarray
     noc: np.ndarray
     barrier: bool
+    layers: tuple[str, ...] = ()  # the layers its instructions name, in order
 
 
 @dataclass
@@ -111,6 +112,7 @@ class _Seg:
         self.links: dict[tuple, np.ndarray] = {}
         self.msg = np.zeros(n)
         self.barrier = False
+        self.layers: dict[str, None] = {}
 
 
 def _instances(loops: tuple[Loop, ...], B: int, T: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,6 +268,7 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
                     continue
                 if unit in ENGINES:
                     layer = item.args[0]
+                    seg.layers[layer] = None
                     eng, key, cls, dense, reads, writes, port = static(item)
                     lay = layer_counts(layer)
                     ops = work(layer, key, item.args[1], item.args[2], b_idx, t_idx) if key and work else None
@@ -292,6 +295,7 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
                         peak[core][name] = max(peak[core].get(name, 0), touched)
                 elif unit == "dma":
                     buf, nbytes, cat, layer, level = item.args
+                    seg.layers[layer] = None
                     lay = layer_counts(layer)
                     load = item.op == "dma.load"
                     known = buffers.get(buf)
@@ -327,29 +331,38 @@ def _most(values, n: int) -> np.ndarray:
 
 def _stage(s: _Seg) -> Stage:
     return Stage(s.n, _most(list(s.eng.values()), s.n), s.dram, s.gb,
-                 np.maximum(_most(list(s.links.values()), s.n), s.msg), s.barrier)
+                 np.maximum(_most(list(s.links.values()), s.n), s.msg), s.barrier, tuple(s.layers))
 
 
 # ---- pricing and timing ----------------------------------------------------------------------
 
-def time(activity: Activity, arch: Arch) -> Timing:
-    """Cycles of a run: per stage instance the slowest of compute, DRAM (bandwidth + latency) and
-    NoC (busiest link, longest message, the global buffers' ports), plus a barrier per stage."""
+def stage_cycles(activity: Activity, arch: Arch) -> list[dict[str, int]]:
+    """Per stage, its cycles by bound: over its instances, the slowest of compute, DRAM
+    (bandwidth + latency) and NoC (busiest link, longest message, the global buffers' ports) of
+    each, plus a barrier per instance."""
     bytes_per_cycle = arch.dram.gb_per_s * 1e9 / (arch.clock_mhz * 1e6)
     latency = math.ceil(arch.dram.latency_ns * arch.clock_mhz / 1e3)
     barrier = (arch.rows + arch.cols) * arch.noc.hop_cycles
     gb_port = sum(b.port_bits for b in arch.global_buffers) / 8 or 1.0
-    by = dict.fromkeys(BOUNDS, 0)
+    out = []
     for s in activity.stages:
         dram = np.ceil(s.dram_bytes / bytes_per_cycle) + np.where(s.dram_bytes > 0, latency, 0)
         noc = np.maximum(s.noc, np.ceil(s.gb_bytes / gb_port))
         stacked = np.stack([s.compute, dram, noc])
         which = np.argmax(stacked, axis=0)
         top = stacked.max(axis=0)
-        for i, name in enumerate(("compute", "dram", "noc")):
-            by[name] += int(top[which == i].sum())
-        if s.barrier:
-            by["barrier"] += barrier * s.instances
+        by = {name: int(top[which == i].sum()) for i, name in enumerate(("compute", "dram", "noc"))}
+        by["barrier"] = barrier * s.instances if s.barrier else 0
+        out.append(by)
+    return out
+
+
+def time(activity: Activity, arch: Arch) -> Timing:
+    """Cycles of a run: the stages' cycles by bound (`stage_cycles`), summed."""
+    by = dict.fromkeys(BOUNDS, 0)
+    for stage in stage_cycles(activity, arch):
+        for k, v in stage.items():
+            by[k] += v
     cycles = sum(by.values())
     return Timing(cycles, by, cycles / (arch.clock_mhz * 1e6))
 

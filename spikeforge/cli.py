@@ -13,7 +13,7 @@ from spikeforge.isa import SpikeforgeError
 from spikeforge.isa.limits import one_line, set_memory_limit
 from spikeforge.isa.program import OPTIMIZERS
 from spikeforge.mapping.dataflow import DATAFLOWS, OBJECTIVES
-from spikeforge.sweep.spec import MAX_POINTS
+from spikeforge.sweeps.spec import MAX_POINTS
 
 EXAMPLES = {
     "zoo": "example: spikeforge zoo list --json",
@@ -85,19 +85,24 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--spike-rate", type=_finite, default=0.1,
                    help="expected spikes per neuron per step, weights the traffic (default 0.1)")
     c.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output directory")
+    c.add_argument("--no-html", action="store_true", help="do not write OUTDIR/report.html (the interactive page; docs/report.md)")
     c.add_argument("--json", action="store_true", help="print compile.json to stdout")
 
     s = sub.add_parser("simulate", help="simulate one inference or training step on the chip: energy, latency, traffic",
                        epilog=EXAMPLES["simulate"], formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_args(s)
-    _run_args(s)
+    _run_args(s, unset=True)
+    s.add_argument("--recompile", action="store_true",
+                   help="MODEL is a compiled directory: compile its model and arch again with the settings given "
+                        "(without it, a setting that contradicts the compiled one is an error)")
     s.add_argument("--input", metavar="FILE.npz", help="array x: [T, B, *input] or [B, *input] (repeated over T)")
     s.add_argument("--rate", type=_finite, help="Poisson input spikes at this rate (default: 0.2 for spike inputs, "
                    "uniform [0, 1) values for direct inputs)")
     s.add_argument("--mode", choices=("sparse", "dense"), default="sparse",
                    help="sparse: zero spikes/errors are skipped (default); dense: every loop iteration counts")
     s.add_argument("--record-spikes", action="store_true", help="write OUTDIR/spikes.npz, one [T, B, *shape] array per layer")
-    s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json")
+    s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json and OUTDIR/report.html")
+    s.add_argument("--no-html", action="store_true", help="do not write OUTDIR/report.html (the interactive page; docs/report.md)")
     s.add_argument("--json", action="store_true", help="print report.json to stdout")
     s.add_argument("--allow-nonfinite", action="store_true",
                    help="run weights and inputs that hold NaN or inf (an error by default)")
@@ -161,6 +166,7 @@ def _build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="Pareto front, sensitivity plots and summary.md of a sweep",
                        epilog=EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("outdir", metavar="OUTDIR", help="a directory written by `spikeforge sweep`")
+    r.add_argument("--no-html", action="store_true", help="do not write OUTDIR/report.html (the interactive page; docs/report.md)")
     r.add_argument("--color-by", metavar="PARAM", help="colour the Pareto plot by this parameter "
                    "(default: the first varied one; `model` also works)")
     return p
@@ -200,23 +206,29 @@ def _finite(text: str) -> float:
 _finite.__name__ = "finite number"  # argparse: "invalid finite number value: 'nan'"
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="default", metavar="NAME|FILE",
+def _run_args(p: argparse.ArgumentParser, unset: bool = False) -> None:
+    """The settings of a compiled program; with `unset` they stay None when not given (simulate
+    checks them against a compiled directory's, and applies the defaults otherwise)."""
+    def default(v):
+        return None if unset else v
+
+    p.add_argument("--arch", default=default("default"), metavar="NAME|FILE",
                    help="architecture preset or YAML file (default: default)")
-    p.add_argument("--train", action="store_true", help="a training step (FP + BP + WG + update) instead of inference")
-    p.add_argument("--timesteps", "-T", type=int, default=4, help="time steps (default 4)")
-    p.add_argument("--batch", "-B", type=int, default=1, help="samples per step (default 1)")
-    p.add_argument("--dataflow", choices=DATAFLOWS, default="search",
+    p.add_argument("--train", action="store_true", default=default(False),
+                   help="a training step (FP + BP + WG + update) instead of inference")
+    p.add_argument("--timesteps", "-T", type=int, default=default(4), help="time steps (default 4)")
+    p.add_argument("--batch", "-B", type=int, default=default(1), help="samples per step (default 1)")
+    p.add_argument("--dataflow", choices=DATAFLOWS, default=default("search"),
                    help="loop order and memory residency: search (default: the best for --objective), "
                         "naive (weights per sample and step), ws_time (time inside a weight tile), "
                         "ws_batch (batch and time inside a weight tile); docs/dataflow.md")
     p.add_argument("--objective", choices=OBJECTIVES, default="energy",
                    help="what the dataflow search minimises (default energy)")
-    _optimizer_arg(p)
+    _optimizer_arg(p, default("sgd"))
 
 
-def _optimizer_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="sgd",
+def _optimizer_arg(p: argparse.ArgumentParser, default: str | None = "sgd") -> None:
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=default,
                    help="the training step's weight update: sgd (default) or adam (its FP32 state m, v in a "
                         "global buffer or DRAM, as the dataflow decides)")
 
@@ -292,7 +304,8 @@ def _cmd_compile(args) -> None:
     stats = compile_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                            batch=args.batch, strategy=args.strategy, spike_rate=args.spike_rate, seed=args.seed,
                            dt=args.dt, reset=args.reset, exporter=args.exporter, dataflow=args.dataflow,
-                           objective=args.objective, optimizer=args.optimizer, progress=not args.json)
+                           objective=args.objective, optimizer=args.optimizer, progress=not args.json,
+                           html=not args.no_html)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -307,12 +320,12 @@ def _cmd_simulate(args) -> None:
         raise SpikeforgeError("--record-spikes needs -o OUTDIR")
     if args.input and args.rate is not None:
         raise SpikeforgeError("give --input or --rate, not both")
-    rep = simulate_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
+    rep = simulate_to_dir(args.model, args.out, recompile=args.recompile, arch=args.arch, training=args.train,
+                          timesteps=args.timesteps,
                           batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
                           record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, exporter=args.exporter,
                           dataflow=args.dataflow, objective=args.objective, optimizer=args.optimizer,
-                          progress=not args.json,
-                          allow_nonfinite=args.allow_nonfinite)
+                          progress=not args.json, allow_nonfinite=args.allow_nonfinite, html=not args.no_html)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
@@ -372,7 +385,7 @@ def _cmd_sweep(args) -> None:
     if args.spec == "export":
         if args.outdir is None or args.csv is None or args.out or args.workers or args.dask_scheduler:
             raise SpikeforgeError("usage: spikeforge sweep export OUTDIR --csv FILE")
-        from spikeforge.sweep.store import export_csv
+        from spikeforge.sweeps.store import export_csv
 
         n = export_csv(args.outdir, args.csv)
         print(f"wrote {args.csv} ({n} design points)")
@@ -384,7 +397,7 @@ def _cmd_sweep(args) -> None:
         raise SpikeforgeError("-o OUTDIR is required")
     if args.workers is not None and args.dask_scheduler:
         raise SpikeforgeError("give --workers or --dask-scheduler, not both")
-    from spikeforge.sweep.run import run_sweep
+    from spikeforge.sweeps.run import run_sweep
 
     run = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.dask_scheduler, progress=True,
                     max_points=args.max_points)
@@ -409,9 +422,9 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_report(args) -> None:
-    from spikeforge.sweep.report import write_report
+    from spikeforge.sweeps.report import write_report
 
-    rep = write_report(args.outdir, args.color_by)
+    rep = write_report(args.outdir, args.color_by, html=not args.no_html)
     for model, front in rep["pareto"].items():
         print(f"{model}: {len(front)} Pareto-optimal design{'' if len(front) == 1 else 's'}")
     print("wrote " + ", ".join(rep["files"]))

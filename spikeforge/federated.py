@@ -25,7 +25,7 @@ import numpy as np
 from spikeforge.hwsim.optim import make_optimizer
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.arch import Arch
-from spikeforge.train import Dataset
+from spikeforge.training import Dataset
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def local_round(graph: Graph, program, chip: Arch, weights: dict, x: np.ndarray,
     batch with a fresh `optimizer`; its new weights and figures. `graph` is not changed."""
     from spikeforge.hwsim.cost import run_costs
     from spikeforge.hwsim.functional import Simulator, run
-    from spikeforge.train import _round_weights, encode
+    from spikeforge.training import _round_weights, encode
 
     g = copy.deepcopy(graph)
     set_weights(g, weights)
@@ -221,7 +221,7 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
     after each round."""
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.functional import Simulator
-    from spikeforge.train import _round_weights, evaluate
+    from spikeforge.training import _round_weights, evaluate
 
     cfg.check()
     shape = graph.inputs[0].type.shape

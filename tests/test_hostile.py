@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 import spikeforge.cli
-from spikeforge.sweep.store import Store, read, writer_lock
+from spikeforge.sweeps.store import Store, read, writer_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY = 2 * 2**30
@@ -306,7 +306,7 @@ def d(tmp_path_factory) -> Path:
     # compiled directories (one real compile, then broken copies)
     rc, _, err = run_cli(["compile", "mlp", "-o", str(d / "compiled")], d, timeout=300)
     assert rc == 0, err
-    good = {n: (d / "compiled" / n).read_text() for n in ("compile.json", "program.sasm", "placement.yaml")}
+    good = {n: (d / "compiled" / n).read_text() for n in ("compile.json", "program.sasm", "placement.yaml", "arch.yaml")}
     meta = json.loads(good["compile.json"])
 
     def compiled(name, **files):
@@ -326,7 +326,8 @@ def d(tmp_path_factory) -> Path:
     compiled("c_noprogram", **{"program.sasm": None})
     compiled("c_nomodel", **{"compile.json": json.dumps({**meta, "source": {**meta["source"],
                                                                          "model": "gone.yaml"}})})
-    compiled("c_arch", **{"compile.json": json.dumps({**meta, "source": {**meta["source"], "arch": "nosuch"}})})
+    compiled("c_arch", **{"arch.yaml": good["arch.yaml"].replace("clock_mhz: 500", "clock_mhz: 900")})
+    compiled("c_noarch", **{"arch.yaml": None})
     compiled("c_binary", **{"compile.json": None})
     (d / "c_binary" / "compile.json").write_bytes(bytes(range(256)))
     (d / "c_empty").mkdir()
@@ -538,7 +539,8 @@ OUTPUT_CASES = [(argv, needle) for argv, needle in [
 COMPILED_CASES = [(["simulate", "{d}/" + name], needle) for name, needle in [
     ("c_list", "source"), ("c_noseed", "source"), ("c_seed_str", "source"), ("c_nosource", "source"),
     ("c_nohash", "hash"), ("c_foreign", "hash"), ("c_badjson", "JSON"), ("c_deepjson", "JSON"),
-    ("c_noprogram", "not found"), ("c_nomodel", "not found"), ("c_arch", "neither"), ("c_binary", "not a text"),
+    ("c_noprogram", "not found"), ("c_nomodel", "not found"), ("c_arch", "hash"), ("c_noarch", "not found"),
+    ("c_binary", "not a text"),
     ("c_empty", "no compile.json"),
 ]]
 

@@ -1,4 +1,4 @@
-"""On-chip training (spikeforge.train): it learns, it matches snnTorch step for step, FP16 runs,
+"""On-chip training (spikeforge.training): it learns, it matches snnTorch step for step, FP16 runs,
 and bad settings give one-line errors."""
 
 import importlib.util
@@ -9,7 +9,7 @@ import pytest
 
 from spikeforge.compiler.frontends import load_model
 from spikeforge.isa import SpikeforgeError
-from spikeforge.train import Dataset, load_dataset, train
+from spikeforge.training import Dataset, load_dataset, train
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "train_digits.py"
 

@@ -32,7 +32,7 @@ from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.mapping.dataflow import check_tiles
 from spikeforge.mapping.plan import MapConfig, map_graph
 from spikeforge.mapping.schedule import build_schedule
-from spikeforge.sweep.spec import Point, base_doc, build_arch
+from spikeforge.sweeps.spec import Point, base_doc, build_arch
 
 
 @lru_cache(maxsize=8)

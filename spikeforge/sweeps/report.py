@@ -12,7 +12,7 @@ import numpy as np
 
 from spikeforge.isa import SpikeforgeError
 from spikeforge.outdir import check_writable, write_all
-from spikeforge.sweep.store import read
+from spikeforge.sweeps.store import read
 
 MAX_LEVELS = 12  # a parameter with more distinct values is binned (random samples)
 BINS = 8
@@ -30,9 +30,9 @@ def pareto_front(energy: Sequence[float], latency: Sequence[float]) -> list[int]
     return front
 
 
-def write_report(outdir: str, color_by: str | None = None) -> dict[str, Any]:
-    """Write pareto.png, sensitivity_<param>.png and summary.md into OUTDIR; returns the files
-    written and the Pareto-optimal rows per model."""
+def write_report(outdir: str, color_by: str | None = None, html: bool = True) -> dict[str, Any]:
+    """Write pareto.png, sensitivity_<param>.png, summary.md and (with `html`) report.html into
+    OUTDIR; returns the files written and the Pareto-optimal rows per model."""
     meta, _, rows = read(outdir)
     check_writable(outdir)
     params = meta.get("settings", {}).get("params", [])
@@ -48,6 +48,11 @@ def write_report(outdir: str, color_by: str | None = None) -> dict[str, Any]:
     for p in params:
         writers[_sensitivity_file(p)] = lambda path, p=p: _sensitivity_plot(ok, models, p, path)
     writers["summary.md"] = lambda path: path.write_text(_summary(meta, rows, params, fronts))
+    if html:
+        from spikeforge.pages import sweep_page
+
+        title = f"sweep {Path(outdir).name}: {len(ok)} designs of {', '.join(_label(m) for m in models)}"
+        writers["report.html"] = lambda path: path.write_text(sweep_page(title, ok, fronts, params))
     write_all(outdir, writers)  # all or nothing
     return {"files": [str(Path(outdir) / name) for name in writers], "pareto": fronts}
 
