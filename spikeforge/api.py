@@ -147,7 +147,7 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
 
     _check_run(timesteps, batch, seed)
     if rate is not None and not 0 <= rate <= 1:
-        raise SpikeforgeError(f"--rate: must be in [0, 1], got {rate}")
+        raise SpikeforgeError(f"--input-rate: must be in [0, 1], got {rate}")
     if out is not None:
         check_writable(out)
     data = None if input_file is None else read_input(input_file, "--input", allow_nonfinite)
@@ -191,10 +191,10 @@ def _entry_names(values: dict) -> dict:
 
 def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", arch: str = "default",
                  epochs: int = 5, batch: int = 32, timesteps: int = 8, lr: float | None = None, seed: int = 0,
-                 fp16: bool | None = None, optimizer: str = "sgd", progress: bool = False) -> dict:
+                 fp16: bool | None = None, optimizer: str = "sgd", progress: bool = False, on_epoch=None) -> dict:
     """Train MODEL on DATASET on the simulated chip (spikeforge.train) with `optimizer` at `lr`
-    (default: hwsim.optim.DEFAULT_LR); write OUTDIR/train.json and OUTDIR/train.png (all or
-    nothing). Returns the train.json figures."""
+    (default: hwsim.optim.DEFAULT_LR), calling `on_epoch(result)` after each epoch; write
+    OUTDIR/train.json and OUTDIR/train.png (all or nothing). Returns the train.json figures."""
     from spikeforge.progress import bar
     from spikeforge.train import load_dataset, plot, train
 
@@ -210,7 +210,8 @@ def train_to_dir(model: str, out: str | None = None, dataset: str = "digits", ar
     data = load_dataset(dataset, seed)
     with bar(progress, epochs * (len(data.x_train) // max(batch, 1)), "training") as advance:
         result = train(graph, data, arch, epochs=epochs, batch=batch, timesteps=timesteps, lr=lr, seed=seed,
-                       fp16=fp16, optimizer=optimizer, progress=lambda e, i, n: advance((e - 1) * n + i))
+                       fp16=fp16, optimizer=optimizer, progress=lambda e, i, n: advance((e - 1) * n + i),
+                       on_epoch=on_epoch)
     doc = result.to_dict()
     if out is not None:
         from spikeforge.isa.text import to_text
@@ -225,10 +226,10 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
                      workers: int = 5, rounds: int = 20, local_steps: int = 10, partition: str = "iid",
                      batch: int = 32, timesteps: int = 8, lr: float | None = None, seed: int = 0,
                      optimizer: str = "sgd", scheduler: str | None = None, in_process: bool = False,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, on_round=None) -> dict:
     """FedAvg training of MODEL on DATASET over `workers` simulated copies of the chip
     (spikeforge.federated): on a local Dask cluster, on the Dask scheduler at `scheduler`, or,
-    with `in_process`, here; the same results either way. Writes OUTDIR/federated.json,
+    with `in_process`, here; the same results either way. `on_round(result)` follows each round. Writes OUTDIR/federated.json,
     OUTDIR/federated.png and the global model OUTDIR/model.sfir (all or nothing). Returns the
     federated.json figures."""
     from spikeforge.isa.arch import load_arch, with_chips
@@ -264,7 +265,7 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
                                    processes=True, dashboard_address=None)
             client = Client(cluster)
         with bar(progress, rounds, "federated rounds") as advance:
-            result = federated(graph, data, chip, cfg, client, progress=advance)
+            result = federated(graph, data, chip, cfg, client, progress=advance, on_round=on_round)
     finally:
         if client is not None:
             client.close()

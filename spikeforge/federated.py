@@ -214,11 +214,12 @@ def exchange(chip: Arch, params: int, workers: int) -> tuple[int, float, float]:
     return 2 * per * workers, energy, seconds
 
 
-def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=None, progress=None) -> FedResult:
+def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=None, progress=None,
+              on_round=None) -> FedResult:
     """FedAvg training of `graph` (in place: it ends with the final global weights) on `data`,
     `cfg.workers` simulated copies of `chip`. `client`: a `distributed.Client` to run each
-    round's workers on, or None to run them here, one after another. `progress(round)` is called
-    after each round."""
+    round's workers on, or None to run them here, one after another. `progress(round)` and
+    `on_round(result)` are called after each round."""
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.functional import Simulator
     from spikeforge.train import _round_weights, evaluate
@@ -267,6 +268,8 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
             max(l.latency_s for l in logs) + comm_s, list(logs)))
         if progress:
             progress(rnd)
+        if on_round:
+            on_round(result)
     return result
 
 

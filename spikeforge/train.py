@@ -107,12 +107,12 @@ def _sparsity(graph: Graph, stats, T: int, B: int) -> tuple[float, float]:
 
 def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, batch: int = 32,
           timesteps: int = 8, lr: float | None = None, seed: int = 0, fp16: bool | None = None,
-          optimizer: str = "sgd", progress=None) -> TrainResult:
+          optimizer: str = "sgd", progress=None, on_epoch=None) -> TrainResult:
     """Train `graph` in place on `data`, one simulated on-chip training step per batch, on the
     architecture `arch` (preset or YAML file), updating with `optimizer` (sgd or adam) at `lr`
     (default: hwsim.optim.DEFAULT_LR). `fp16` (default: the architecture's `arithmetic`) rounds
     every stored value, weights included, to FP16 (Adam's state stays FP32).
-    `progress(epoch, step, steps)` is called after each step."""
+    `progress(epoch, step, steps)` is called after each step, `on_epoch(result)` after each epoch."""
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.cost import run_costs
     from spikeforge.hwsim.functional import Simulator, run
@@ -161,6 +161,8 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
         acc = evaluate(sim, data.x_test, data.y_test, timesteps)
         result.epochs.append(EpochLog(epoch, *(float(v) for v in m[:2]), acc, *(float(v) for v in m[2:]),
                                       time.perf_counter() - t0))
+        if on_epoch:
+            on_epoch(result)
     return result
 
 
