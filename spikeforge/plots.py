@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
+MIN_SPAN = 0.1  # a linear axis spans at least this fraction of its values' middle
+WIDE = 10  # values spanning more than this factor get a log axis
 PANELS_PER_ROW = 3
 LEGEND_COLUMN_IN = 2.4  # inches a legend column of layer names takes
 
@@ -16,6 +19,37 @@ def figure(width: float, height: float, nrows: int = 1, ncols: int = 1):
 
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def wide(values: Sequence[float]) -> bool:
+    """Whether positive values span more than WIDE x (a log axis shows them better)."""
+    v = [x for x in values if x > 0]
+    return len(v) == len(values) and bool(v) and max(v) > WIDE * min(v)
+
+
+def relative_change(values: Sequence[float]) -> float:
+    """(max - min) / |middle| of the values, 0 when they are all 0."""
+    lo, hi = min(values), max(values)
+    mid = (lo + hi) / 2
+    return (hi - lo) / abs(mid) if mid else 0.0
+
+
+def fit_axis(ax, axis: str, values: Sequence[float]) -> None:
+    """Scale one axis to its values: log when they span more than WIDE x; otherwise linear, without
+    an offset, and at least MIN_SPAN of their middle wide, so that a change of a fraction of a
+    percent stays flat (the change is then written in the corner)."""
+    if wide(values):
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        return
+    ax.ticklabel_format(axis=axis, style="plain", useOffset=False)
+    change = relative_change(values)
+    if change >= MIN_SPAN or not any(values):
+        return
+    mid = (min(values) + max(values)) / 2
+    half = abs(mid) * MIN_SPAN / 2
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(mid - half, mid + half)
+    ax.text(0.02 if axis == "y" else 0.98, 0.96, f"varies by {100 * change:.2g} %", transform=ax.transAxes,
+            ha="left" if axis == "y" else "right", va="top", fontsize=8, color="dimgray")
 
 
 def layer_colors(n: int) -> list:

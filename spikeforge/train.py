@@ -4,6 +4,7 @@ the compiled program for that step's energy, latency, DRAM traffic and measured 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -54,6 +55,7 @@ class TrainResult:
     lr: float
     seed: int
     steps_per_epoch: int
+    classes: int
     epochs: list[EpochLog] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -139,7 +141,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
     rng = np.random.default_rng(seed)
     name = graph.inputs[0].name
     result = TrainResult(graph.name, chip.name, chip.arithmetic, data.name, timesteps, batch, optimizer, update.lr,
-                         seed, len(data.x_train) // batch)
+                         seed, len(data.x_train) // batch, int(max(data.y_train.max(), data.y_test.max())) + 1)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         rows = []
@@ -173,28 +175,38 @@ def _round_weights(graph: Graph) -> None:
             w[...] = w.astype(np.float16).astype(np.float32)
 
 
-def plot(result: TrainResult, path: str, others: dict[str, list[float]] | None = None) -> None:
-    """PNG: test accuracy per epoch (with other runs' curves, by label) and energy per step."""
-    import matplotlib
+def plot(result: TrainResult, path: str, references: dict[str, dict[str, list[float]]] | None = None) -> None:
+    """train.png: the figure of `train_figure`."""
+    train_figure(result, references).savefig(path, dpi=120)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def train_figure(result: TrainResult, references: dict[str, dict[str, list[float]]] | None = None):
+    """Per epoch: training loss, accuracy (train and test) and energy per training step. Reference
+    runs (label -> {"test_acc": [...], "loss": [...]}, either optional) are dashed beside the
+    chip's curves; chance (a uniform output: loss ln(classes), accuracy 1/classes) is dotted."""
+    from spikeforge.plots import figure, fit_axis
+
+    fig, ((loss, acc, energy),) = figure(14, 4, 1, 3)
     ep = [e.epoch for e in result.epochs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(ep, [e.test_acc for e in result.epochs], "o-", label=f"chip ({result.arithmetic})")
-    for label, acc in (others or {}).items():
-        ax1.plot(ep, acc, "s--", label=label)
-    ax1.set(xlabel="epoch", ylabel="test accuracy", title=f"{result.model} on {result.dataset}")
-    ax1.legend()
-    ax1.grid(alpha=0.3)
-    ax2.plot(ep, [e.energy_pj * 1e-6 for e in result.epochs], "o-", color="tab:red")
-    ax2.set(xlabel="epoch", ylabel="energy per training step (µJ)",
-            title=f"on {result.arch}, B={result.batch}, T={result.timesteps}")
-    ax2.grid(alpha=0.3)
-    ax2.ticklabel_format(axis="y", useOffset=False)
-    for ax in (ax1, ax2):
+    loss.plot(ep, [e.loss for e in result.epochs], "o-", label=f"chip ({result.arithmetic}), training batches")
+    acc.plot(ep, [e.test_acc for e in result.epochs], "o-", label=f"chip ({result.arithmetic}), test")
+    acc.plot(ep, [e.train_acc for e in result.epochs], "o:", color="C0", alpha=0.6, label="chip, training batches")
+    for k, (label, ref) in enumerate((references or {}).items()):
+        for ax, key in ((loss, "loss"), (acc, "test_acc")):
+            if key in ref:
+                ax.plot(ep, ref[key], "s--", color=f"C{k + 1}", label=label)
+    loss.axhline(math.log(result.classes), color="grey", ls=":", label=f"chance (ln {result.classes})")
+    acc.axhline(1 / result.classes, color="grey", ls=":", label=f"chance (1/{result.classes})")
+    loss.set(xlabel="epoch", ylabel="cross-entropy loss", ylim=(0, None), title=f"{result.model} on {result.dataset}")
+    acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title=f"{result.optimizer}, lr {result.lr:g}")
+    values = [e.energy_pj * 1e-6 for e in result.epochs]
+    energy.plot(ep, values, "o-", color="tab:red")
+    energy.set(xlabel="epoch", ylabel="energy per training step (µJ)",
+               title=f"on {result.arch}, B={result.batch}, T={result.timesteps}")
+    fit_axis(energy, "y", values)
+    for ax in (loss, acc, energy):
+        ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    for ax in (loss, acc):
+        ax.legend(fontsize=8)
+    return fig
