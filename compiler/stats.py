@@ -76,10 +76,11 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
     for core in arch.cores:
         use = c.dataflow.sram[core]
         roles = sorted({r for b in arch.buffers for r in b.roles})
+        held = [p.group for p in plan.pieces if p.core == core]
         cores.append({
             "core": list(core),
-            "pieces": sum(1 for p in plan.pieces if p.core == core),
-            "layers": list(dict.fromkeys(gmap[p.group].root.name for p in plan.pieces if p.core == core)),
+            "pieces": len(held),
+            "layers": {g.name: held.count(g.name) for g in plan.groups if g.name in held},
             "instructions": c.program.instruction_count(core),
             "sram": {role: {"used": use.get(role, 0), "capacity": arch.capacity(role),
                             "percent": round(100 * use.get(role, 0) / arch.capacity(role), 2)} for role in roles

@@ -9,7 +9,7 @@ from spikeforge.hwsim.cost import Costs, run_costs
 from spikeforge.hwsim.functional import RunResult, Simulator, output_name, run
 from spikeforge.hwsim.gpu import GpuConfig, gpu_dram_bytes
 from spikeforge.hwsim.neuromc import neuromc_costs
-from spikeforge.hwsim.optim import make_optimizer
+from spikeforge.hwsim.optim import make_optimizer, store_fp16
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.activity import ENGINES, Counts, price, stage_cycles
 from spikeforge.isa.arch import Arch
@@ -87,6 +87,30 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
                                          "latency_s": c.timing.seconds, "dram_bytes": int(c.activity.total.dram_bytes)}
                                         for p, c in walked]}
     return rep
+
+
+class OnChip:
+    """On-chip training, step after step: a graph on a chip with its compiled training program
+    and an optimizer whose state persists. Each `step` runs the functional FP, BP and WG on a
+    batch, applies the update (and FP16 storage on an FP16 chip) and walks the program with the
+    measured work. `spikeforge.training` and `spikeforge.federated` train with it."""
+
+    def __init__(self, graph: Graph, program: Program, arch: Arch, optimizer):
+        self.graph, self.program, self.arch, self.optimizer = graph, program, arch, optimizer
+        self.fp16 = arch.arithmetic == "fp16"
+        if self.fp16:
+            store_fp16(graph)
+        self.sim = Simulator(graph, fp16=self.fp16)
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> tuple[RunResult, Costs]:
+        """One training step on x [T, B, *input]: the functional result and the step's costs."""
+        res = run(self.sim, {self.graph.inputs[0].name: x}, labels, True)
+        costs = run_costs(self.program, self.graph, self.arch, res.stats, "sparse")
+        self.optimizer.step(self.graph, res.grads)
+        if self.fp16:
+            store_fp16(self.graph)
+        self.sim.refresh()
+        return res, costs
 
 
 def functional_step(graph: Graph, x: np.ndarray, training: bool, arithmetic: str = "fp32",

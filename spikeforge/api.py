@@ -171,6 +171,13 @@ def compile(model: Graph | str, arch: str = "default", train: bool = False, time
             page = texts["report.html"] = compile_page(stats, compiled.arch.rows, compiled.arch.cols)
     files = {name: (lambda p, t=data: p.write_bytes(t) if isinstance(t, bytes) else p.write_text(t))
              for name, data in texts.items()}
+    placement = placement_doc(compiled)
+
+    def picture(p: Path) -> None:
+        from spikeforge.plots import write_placement
+
+        write_placement(placement, p)
+    files["placement.png"] = picture
     return CompileResult(stats, files, page, compiled)
 
 
@@ -296,7 +303,7 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
     given = {"arch": arch, "train": train, "timesteps": timesteps, "batch": batch, "optimizer": optimizer,
              "dataflow": dataflow}
     if rate is not None and not 0 <= rate <= 1:
-        raise SpikeforgeError(f"--rate: must be in [0, 1], got {rate}")
+        raise SpikeforgeError(f"--input-rate: must be in [0, 1], got {rate}")
     for name, v, hi in (("--seed", seed, MAX_SEED), ("--timesteps", timesteps, MAX_TIMESTEPS),
                         ("--batch", batch, MAX_BATCH)):
         if v is not None:
@@ -410,10 +417,10 @@ class TrainRun(Result):
 
 def train(model: Graph | str, dataset: str = "digits", arch: str = "default", epochs: int = 5, batch: int = 32,
           timesteps: int = 8, lr: float | None = None, seed: int = 0, fp16: bool | None = None,
-          optimizer: str = "sgd", progress: bool = False) -> TrainRun:
+          optimizer: str = "sgd", progress: bool = False, on_epoch=None) -> TrainRun:
     """Train MODEL (a zoo name, a model file or an in-memory Graph, trained in place) on DATASET
     on the simulated chip (spikeforge.training) with `optimizer` at `lr` (default:
-    hwsim.optim.DEFAULT_LR). The result's `save(OUTDIR)` writes train.json, train.png and the
+    hwsim.optim.DEFAULT_LR), calling `on_epoch(epoch log)` after each epoch. The result's `save(OUTDIR)` writes train.json, train.png and the
     trained model (model.sfir)."""
     from spikeforge.isa.text import to_text
     from spikeforge.progress import bar
@@ -429,7 +436,8 @@ def train(model: Graph | str, dataset: str = "digits", arch: str = "default", ep
     data = load_dataset(dataset, seed)
     with bar(progress, epochs * (len(data.x_train) // max(batch, 1)), "training") as advance:
         result = run_training(graph, data, arch, epochs=epochs, batch=batch, timesteps=timesteps, lr=lr, seed=seed,
-                              fp16=fp16, optimizer=optimizer, progress=lambda e, i, n: advance((e - 1) * n + i))
+                              fp16=fp16, optimizer=optimizer, progress=lambda e, i, n: advance((e - 1) * n + i),
+                              on_epoch=on_epoch)
     doc = result.to_dict()
     files = {TRAINED: lambda p: p.write_text(to_text(graph)),
              "train.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"),
@@ -501,10 +509,10 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
                      workers: int = 5, rounds: int = 20, local_steps: int = 10, partition: str = "iid",
                      batch: int = 32, timesteps: int = 8, lr: float | None = None, seed: int = 0,
                      optimizer: str = "sgd", scheduler: str | None = None, in_process: bool = False,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, on_round=None) -> dict:
     """FedAvg training of MODEL on DATASET over `workers` simulated copies of the chip
     (spikeforge.federated): on a local Dask cluster, on the Dask scheduler at `scheduler`, or,
-    with `in_process`, here; the same results either way. Writes OUTDIR/federated.json,
+    with `in_process`, here; the same results either way. `on_round(result)` follows each round. Writes OUTDIR/federated.json,
     OUTDIR/federated.png and the global model OUTDIR/model.sfir (all or nothing). Returns the
     federated.json figures."""
     from spikeforge.isa.arch import load_arch, with_chips
@@ -540,7 +548,7 @@ def federated_to_dir(model: str, out: str | None = None, dataset: str = "digits"
                                    processes=True, dashboard_address=None)
             client = Client(cluster)
         with bar(progress, rounds, "federated rounds") as advance:
-            result = federated(graph, data, chip, cfg, client, progress=advance)
+            result = federated(graph, data, chip, cfg, client, progress=advance, on_round=on_round)
     finally:
         if client is not None:
             client.close()

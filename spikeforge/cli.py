@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
-from spikeforge.hwsim.optim import DEFAULT_LR
 from spikeforge.compiler.frontends.nir_conventions import EXPORTERS
+from spikeforge.hwsim.optim import DEFAULT_LR
 from spikeforge.isa import SpikeforgeError
 from spikeforge.isa.limits import one_line, set_memory_limit
 from spikeforge.isa.program import OPTIMIZERS
 from spikeforge.mapping.dataflow import DATAFLOWS, OBJECTIVES
 from spikeforge.sweeps.spec import MAX_POINTS
+from spikeforge.units import format_bytes
 
 EXAMPLES = {
     "zoo": "example: spikeforge zoo list --json",
@@ -23,7 +25,8 @@ EXAMPLES = {
                "  spikeforge compile model.yaml --arch my_chip.yaml --strategy sequential -o out/base --json",
     "simulate": "examples:\n  spikeforge simulate vgg11 --train\n"
                 "  spikeforge simulate vgg11 --train -B 16 --optimizer adam --json | jq .totals.dram_bytes_by_category\n"
-                "  spikeforge simulate resnet18 --arch large64 --train -T 4 -B 2 --rate 0.2 -o out/r18 --json\n"
+                "  spikeforge simulate resnet18 --arch large64 --train -T 4 -B 2 --input-rate 0.2 -o out/r18 --json\n"
+                "  spikeforge simulate vgg11 --train --layers          # + energy, DRAM and cycles per layer\n"
                 "  spikeforge simulate out/vgg11 --input batch.npz --mode dense --record-spikes -o out/sim",
     "inspect": "examples:\n  spikeforge inspect vgg11\n  spikeforge inspect model.yaml --json\n"
                "  spikeforge inspect net.nir --dt 1e-4 --reset zero --timesteps 8\n"
@@ -51,6 +54,18 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+
+class _Renamed(argparse.Action):
+    """An option's old spelling: still works, with a warning naming the new one."""
+
+    def __init__(self, option_strings, dest, new: str, **kw):
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stderr.write(f"warning: {option_string} is deprecated, use {self.new}\n")
+        setattr(namespace, self.dest, values)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -96,14 +111,18 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="MODEL is a compiled directory: compile its model and arch again with the settings given "
                         "(without it, a setting that contradicts the compiled one is an error)")
     s.add_argument("--input", metavar="FILE.npz", help="array x: [T, B, *input] or [B, *input] (repeated over T)")
-    s.add_argument("--rate", type=_finite, help="Poisson input spikes at this rate (default: 0.2 for spike inputs, "
-                   "uniform [0, 1) values for direct inputs)")
+    s.add_argument("--input-rate", type=_finite, metavar="RATE", help="Poisson input spikes at this rate (default: "
+                   "0.2 for spike inputs, uniform [0, 1) values for direct inputs)")
+    s.add_argument("--rate", type=_finite, dest="input_rate", action=_Renamed, new="--input-rate",
+                   help="deprecated spelling of --input-rate")
     s.add_argument("--mode", choices=("sparse", "dense"), default="sparse",
                    help="sparse: zero spikes/errors are skipped (default); dense: every loop iteration counts")
     s.add_argument("--record-spikes", action="store_true", help="write OUTDIR/spikes.npz, one [T, B, *shape] array per layer")
     s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json and OUTDIR/report.html")
     s.add_argument("--no-html", action="store_true", help="do not write OUTDIR/report.html (the interactive page; docs/report.md)")
     s.add_argument("--json", action="store_true", help="print report.json to stdout")
+    s.add_argument("--layers", action="store_true", help="also print a table of the layers: synaptic ops, spike "
+                   "rate, energy and its DRAM part, DRAM bytes, cycles")
     s.add_argument("--allow-nonfinite", action="store_true",
                    help="run weights and inputs that hold NaN or inf (an error by default)")
 
@@ -309,7 +328,9 @@ def _cmd_compile(args) -> None:
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
-        print_compile(stats, args.out)
+        copy = stats["source"].get("file")
+        print_compile(stats, args.out, ["placement.yaml", "placement.png", "program.sasm", "compile.json", "arch.yaml"]
+                      + ([copy] if copy else []) + ([] if args.no_html else ["report.html"]))
 
 
 def _cmd_simulate(args) -> None:
@@ -318,18 +339,18 @@ def _cmd_simulate(args) -> None:
 
     if args.record_spikes and not args.out:
         raise SpikeforgeError("--record-spikes needs -o OUTDIR")
-    if args.input and args.rate is not None:
-        raise SpikeforgeError("give --input or --rate, not both")
+    if args.input and args.input_rate is not None:
+        raise SpikeforgeError("give --input or --input-rate, not both")
     rep = simulate_to_dir(args.model, args.out, recompile=args.recompile, arch=args.arch, training=args.train,
                           timesteps=args.timesteps,
-                          batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
+                          batch=args.batch, input_file=args.input, rate=args.input_rate, seed=args.seed, mode=args.mode,
                           record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, exporter=args.exporter,
                           dataflow=args.dataflow, objective=args.objective, optimizer=args.optimizer,
                           progress=not args.json, allow_nonfinite=args.allow_nonfinite, html=not args.no_html)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
-        print_report(rep, args.out)
+        print_report(rep, args.out, layers=args.layers)
 
 
 def _cmd_train(args) -> None:
@@ -342,19 +363,23 @@ def _cmd_train(args) -> None:
 
     doc = train_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                        batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed, fp16=args.fp16,
-                       optimizer=args.optimizer, progress=not args.json)
+                       optimizer=args.optimizer, progress=not args.json, on_epoch=None if args.json else _print_epoch)
     if args.json:
         print(json.dumps(doc, indent=2))
-        return
-    print(f"{doc['model']} on {doc['dataset']}, arch {doc['arch']} ({doc['arithmetic']}), B={doc['batch']} "
-          f"T={doc['timesteps']} {doc['optimizer']} lr={doc['lr']}, {doc['steps_per_epoch']} steps per epoch")
-    print("epoch   loss  train   test  energy/step  latency/step  DRAM/step  spike rate  skipped ops")
-    for e in doc["epochs"]:
-        print(f"{e['epoch']:5d}  {e['loss']:.3f}  {e['train_acc']:.3f}  {e['test_acc']:.3f}  "
-              f"{e['energy_pj'] * 1e-6:8.1f} µJ  {e['latency_s'] * 1e6:9.1f} µs  {e['dram_bytes'] / 1e6:6.2f} MB  "
-              f"{e['spike_rate']:10.3f}  {e['op_sparsity']:11.3f}")
-    if args.out:
+    elif args.out:
         print(f"wrote {args.out}/model.sfir (the trained model), {args.out}/train.json, {args.out}/train.png")
+
+
+def _print_epoch(r) -> None:
+    """One line per epoch as it ends (after a heading at the first)."""
+    if len(r.epochs) == 1:
+        print(f"{r.model} on {r.dataset}, arch {r.arch} ({r.arithmetic}), B={r.batch} T={r.timesteps} {r.optimizer} "
+              f"lr={r.lr}, {r.steps_per_epoch} steps per epoch")
+        print("epoch   loss  train   test  energy/step  latency/step  DRAM/step  spike rate  skipped ops")
+    e = r.epochs[-1]
+    print(f"{e.epoch:5d}  {e.loss:.3f}  {e.train_acc:.3f}  {e.test_acc:.3f}  {e.energy_pj * 1e-6:8.1f} µJ  "
+          f"{e.latency_s * 1e6:9.1f} µs  {format_bytes(e.dram_bytes):>9}  {e.spike_rate:10.3f}  {e.op_sparsity:11.3f}",
+          flush=True)
 
 
 def _cmd_federated(args) -> None:
@@ -366,19 +391,25 @@ def _cmd_federated(args) -> None:
     doc = federated_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, workers=args.workers,
                            rounds=args.rounds, local_steps=args.local_steps, partition=args.partition,
                            batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed,
-                           optimizer=args.optimizer, scheduler=args.dask_scheduler, in_process=args.in_process, progress=not args.json)
+                           optimizer=args.optimizer, scheduler=args.dask_scheduler, in_process=args.in_process,
+                           progress=not args.json, on_round=None if args.json else _print_round)
     if args.json:
         print(json.dumps(doc, indent=2))
-        return
-    print(f"{doc['model']} on {doc['dataset']}: {doc['workers']} workers ({doc['partition']}, shards "
-          f"{', '.join(map(str, doc['shard_sizes']))}), {doc['local_steps']} local steps of B={doc['batch']} "
-          f"T={doc['timesteps']} per round, arch {doc['arch']} ({doc['arithmetic']}), {doc['topology']} link")
-    print("round   loss   test  compute/round  comm/round  comm bytes  latency/round")
-    for r in doc["rounds"]:
-        print(f"{r['round']:5d}  {r['loss']:.3f}  {r['test_acc']:.3f}  {r['compute_energy_pj'] * 1e-6:10.1f} µJ  "
-              f"{r['comm_energy_pj'] * 1e-6:7.2f} µJ  {r['comm_bytes'] / 1e3:7.1f} kB  {r['latency_s'] * 1e3:10.2f} ms")
-    if args.out:
+    elif args.out:
         print(f"wrote {args.out}/federated.json, {args.out}/federated.png")
+
+
+def _print_round(r) -> None:
+    """One line per FedAvg round as it ends (after a heading at the first)."""
+    if len(r.rounds) == 1:
+        print(f"{r.model} on {r.dataset}: {r.workers} workers ({r.partition}, shards "
+              f"{', '.join(map(str, r.shard_sizes))}), {r.local_steps} local steps of B={r.batch} T={r.timesteps} "
+              f"per round, arch {r.arch} ({r.arithmetic}), {r.topology} link")
+        print("round   loss   test  compute/round  comm/round  comm bytes  latency/round")
+    x = r.rounds[-1]
+    print(f"{x.round:5d}  {x.loss:.3f}  {x.test_acc:.3f}  {x.compute_energy_pj * 1e-6:10.1f} µJ  "
+          f"{x.comm_energy_pj * 1e-6:7.2f} µJ  {format_bytes(x.comm_bytes):>10}  {x.latency_s * 1e3:10.2f} ms",
+          flush=True)
 
 
 def _cmd_sweep(args) -> None:
@@ -439,15 +470,28 @@ def main(argv: list[str] | None = None) -> int:
                 "export": _cmd_export}
     try:
         handlers[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
     except SpikeforgeError as e:
         sys.stderr.write(f"error: {one_line(str(e))}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `spikeforge ... | head`: the reader has what it wanted
+        _silence_stdout()
         return 0
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush finds no closed pipe."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (captured)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any, Iterable
 
+from spikeforge.units import format_bytes
+
 BOUND_COLOURS = {"compute": "#4c78a8", "dram": "#e45756", "noc": "#f58518", "barrier": "#bab0ac"}
 ENERGY_COLOURS = {"compute": "#4c78a8", "sram": "#72b7b2", "noc": "#f58518", "dram": "#e45756", "static": "#bab0ac"}
 ENGINE_COLOURS = {"fp": "#4c78a8", "bp": "#f58518", "wg": "#54a24b"}
@@ -42,6 +44,8 @@ def fmt(v: Any, unit: str = "") -> str:
         return str(v)
     if unit == "pJ":
         v, unit = v * 1e-12, "J"
+    if unit == "B":
+        return format_bytes(v)
     a = abs(v)
     for div, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if a >= div:
@@ -117,7 +121,7 @@ def mesh_chart(cores: list[dict], rows: int, cols: int, value: str, unit: str, t
         r, col = c["core"]
         x, y = pad + col * cw, pad + r * ch
         body.append(_rect(x, y, cw - pad, ch - pad, _heat(v / top), tip(c), 'stroke="#999"'))
-        layers = c.get("layers") or []
+        layers = list(c.get("layers") or [])  # compile.json: name -> pieces; report.json: names
         label = (layers[0] if layers else "idle") + (f" +{len(layers) - 1}" if len(layers) > 1 else "")
         ink = ' style="fill:#fff"' if v / top > 0.6 else ""
         body.append(f'<text x="{x + 4}" y="{y + 14}"{ink}>({r},{col}) {_e(label[:22])}</text>')
@@ -246,7 +250,7 @@ def page(title: str, sections: list[str]) -> str:
 # ---- the pages -------------------------------------------------------------------------------
 
 def _core_tip(c: dict, capacities: dict[str, int]) -> str:
-    lines = [f"core ({c['core'][0]},{c['core'][1]})", "layers: " + (", ".join(c.get("layers") or []) or "none")]
+    lines = [f"core ({c['core'][0]},{c['core'][1]})", "layers: " + (", ".join(list(c.get("layers") or [])) or "none")]
     if "energy_pj" in c:
         lines.append(f"energy {fmt(c['energy_pj'], 'pJ')}")
     for eng, u in (c.get("utilisation") or {}).items():

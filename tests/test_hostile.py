@@ -486,7 +486,7 @@ INPUT_CASES = [(["simulate", "mlp", "--input", "{d}/" + name], needle) for name,
     ("x_bomb.npz", "memory limit"), ("x_bomb2.npz", "memory limit"), ("x_garbage.npz", "not an .npz"),
     ("x_notnpy.npz", "not an .npz"), ("x_gzbomb.npz", "memory limit"), ("gone.npz", "not found"),
     ("a_file/x.npz", "not found"), ("r_empty", "not a file"),
-]] + [(["simulate", "mlp", "--input", "{d}/x_nan.npz", "--rate", "0.2"], "not both")]
+]] + [(["simulate", "mlp", "--input", "{d}/x_nan.npz", "--input-rate", "0.2"], "not both")]
 
 CLI_CASES = [(argv, needle) for argv, needle in [
     (["simulate", "mlp", "-T", "0"], "--timesteps"), (["simulate", "mlp", "-T", "-1"], "--timesteps"),
@@ -496,8 +496,8 @@ CLI_CASES = [(argv, needle) for argv, needle in [
     (["simulate", "mlp", "-B", "900000", "-T", "1000"], "memory limit"),
     (["simulate", "mlp", "--seed", "-1"], "--seed"), (["compile", "mlp", "--seed", "10" * 12, "-o", "{d}/o"], "--seed"),
     (["inspect", "mlp", "--seed", "-1"], "seed"), (["inspect", "{d}/mlp.yaml", "--seed", "-5"], "seed"),
-    (["simulate", "mlp", "--rate", "nan"], "finite"), (["simulate", "mlp", "--rate", "inf"], "finite"),
-    (["simulate", "mlp", "--rate", "2"], "--rate"), (["simulate", "mlp", "--rate", "-0.1"], "--rate"),
+    (["simulate", "mlp", "--input-rate", "nan"], "finite"), (["simulate", "mlp", "--input-rate", "inf"], "finite"),
+    (["simulate", "mlp", "--input-rate", "2"], "--input-rate"), (["simulate", "mlp", "--input-rate", "-0.1"], "--input-rate"),
     (["inspect", "{d}/nir_tau_inf.nir", "--dt", "nan"], "finite"), (["inspect", "{d}/nir_nan.nir", "--dt", "0"], "dt"),
     (["inspect", "{d}/nir_nan.nir", "--dt", "-1"], "dt"),
     (["compile", "mlp", "--spike-rate", "nan", "-o", "{d}/o"], "finite"),

@@ -12,9 +12,12 @@ import numpy as np
 
 from spikeforge.isa import SpikeforgeError
 from spikeforge.outdir import check_writable, write_all
+from spikeforge.plots import figure, fit_axis, wide
 from spikeforge.sweeps.store import read
+from spikeforge.units import field_label, field_unit, format_bytes
 
 MAX_LEVELS = 12  # a parameter with more distinct values is binned (random samples)
+MAX_COLORS = 10  # a parameter with more distinct numbers is coloured on a colour bar
 BINS = 8
 MARKERS = "os^Dv<>P*X"
 
@@ -44,9 +47,9 @@ def write_report(outdir: str, color_by: str | None = None, html: bool = True) ->
         raise SpikeforgeError(f"--color-by: '{color_by}' is not a parameter of this sweep ({', '.join(params)})")
     models = sorted({r["model"] for r in ok})
     fronts = {m: _front([r for r in ok if r["model"] == m]) for m in models}
-    writers = {"pareto.png": lambda path: _pareto_plot(ok, fronts, color_by, path)}
+    writers = {"pareto.png": lambda path: pareto_figure(ok, fronts, color_by).savefig(path, dpi=120)}
     for p in params:
-        writers[_sensitivity_file(p)] = lambda path, p=p: _sensitivity_plot(ok, models, p, path)
+        writers[_sensitivity_file(p)] = lambda path, p=p: sensitivity_figure(ok, models, p).savefig(path, dpi=120)
     writers["summary.md"] = lambda path: path.write_text(_summary(meta, rows, params, fronts))
     if html:
         from spikeforge.pages import sweep_page
@@ -79,51 +82,72 @@ def _numeric(values: list) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def _figure(ncols: int = 1):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4 * ncols, 4.8), layout="constrained")
-    return fig, fig.subplots(1, ncols)
+def _axis_label(param: str) -> str:
+    return "model" if param == "model" else field_label(param)
 
 
-def _pareto_plot(rows: list[dict], fronts: dict[str, list[dict]], color_by: str, path: Path) -> None:
-    fig, ax = _figure()
+def _value_text(param: str, v: Any) -> str:
+    """A parameter's value as a legend or tick shows it: with its unit, a model by its short name."""
+    if param == "model":
+        return _label(v)
+    return f"{_fmt(v)} {field_unit(param)}".strip()
+
+
+def _categories(values: list) -> list | None:
+    """The distinct values, in order, when they are names or at most MAX_COLORS numbers (one
+    colour each, in a legend), else None (a colour bar)."""
+    distinct = sorted(set(values), key=None if _numeric(values) else str)
+    return distinct if not _numeric(values) or len(distinct) <= MAX_COLORS else None
+
+
+def _category_colors(n: int) -> list:
+    """tab10's colours, then tab20's light shades (names may be more than ten), repeating."""
+    from matplotlib import colormaps
+
+    pool = list(colormaps["tab10"].colors) + list(colormaps["tab20"].colors[1::2])
+    return [pool[i % len(pool)] for i in range(n)]
+
+
+def pareto_figure(rows: list[dict], fronts: dict[str, list[dict]], color_by: str):
+    """Energy against latency, coloured by `color_by`: one colour per value when the values are few
+    or names (a legend), a colour bar otherwise (logarithmic when they span more than 10x); one
+    marker shape per model; the Pareto front circled and joined."""
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.lines import Line2D
+
+    fig, ((ax,),) = figure(8, 5)
     values = [r[color_by] for r in rows]
-    numeric = _numeric(values)
-    levels = sorted(set(values), key=str)
+    levels = _categories(values)
+    if levels is None:
+        norm = (LogNorm if wide(values) else Normalize)(min(values), max(values))
+    else:
+        colors = dict(zip(levels, _category_colors(len(levels))))
     for k, (model, front) in enumerate(fronts.items()):
         mine = [r for r in rows if r["model"] == model]
-        x = [r["latency_s"] * 1e3 for r in mine]
-        y = [r["energy_pj"] * 1e-6 for r in mine]
         marker = MARKERS[k % len(MARKERS)]
-        if numeric:
-            sc = ax.scatter(x, y, c=[r[color_by] for r in mine], cmap="viridis", marker=marker, s=28,
-                            vmin=min(values), vmax=max(values), label=_label(model) if len(fronts) > 1 else None)
-        else:
-            for j, level in enumerate(levels):
-                sel = [i for i, r in enumerate(mine) if r[color_by] == level]
-                ax.scatter([x[i] for i in sel], [y[i] for i in sel], marker=marker, s=28, color=f"C{j}",
-                           label=f"{_label(model)}: {level}" if len(fronts) > 1 else str(level))
-        fx = [r["latency_s"] * 1e3 for r in front]
-        fy = [r["energy_pj"] * 1e-6 for r in front]
-        ax.step(fx, fy, where="post", color="crimson", lw=1, zorder=1)
-        ax.scatter(fx, fy, facecolors="none", edgecolors="crimson", s=90, lw=1.5, marker=marker,
-                   label="Pareto front" if k == 0 else None)
-    if numeric:
-        fig.colorbar(sc, ax=ax, label=color_by)
-    ax.legend(fontsize=8, title=None if numeric else color_by)
-    _log_if_wide(ax, "x", [r["latency_s"] for r in rows])
-    _log_if_wide(ax, "y", [r["energy_pj"] for r in rows])
+        shade = ({"c": [r[color_by] for r in mine], "cmap": "viridis", "norm": norm} if levels is None
+                 else {"color": [colors[r[color_by]] for r in mine]})
+        sc = ax.scatter([r["latency_s"] * 1e3 for r in mine], [r["energy_pj"] * 1e-6 for r in mine], marker=marker,
+                        s=32, alpha=0.8, edgecolors="white", linewidths=0.5, zorder=2, **shade)
+        fx, fy = [r["latency_s"] * 1e3 for r in front], [r["energy_pj"] * 1e-6 for r in front]
+        ax.step(fx, fy, where="post", color="crimson", lw=1, zorder=3)
+        ax.scatter(fx, fy, facecolors="none", edgecolors="crimson", s=100, lw=1.5, marker=marker, zorder=3)
+    if levels is None:
+        fig.colorbar(sc, ax=ax, label=_axis_label(color_by))
+    else:
+        fig.legend(handles=[Line2D([], [], ls="", marker="o", color=colors[v], label=_value_text(color_by, v))
+                            for v in levels], title=_axis_label(color_by), loc="outside right upper", fontsize=8)
+    shapes = [Line2D([], [], ls="", marker=MARKERS[k % len(MARKERS)], color="grey", label=_label(m))
+              for k, m in enumerate(fronts)] if len(fronts) > 1 else []
+    shapes.append(Line2D([], [], ls="-", marker="o", mfc="none", color="crimson", label="Pareto front"))
+    ax.legend(handles=shapes, fontsize=8)
+    fit_axis(ax, "x", [r["latency_s"] * 1e3 for r in rows])
+    fit_axis(ax, "y", [r["energy_pj"] * 1e-6 for r in rows])
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("energy (µJ)")
+    ax.grid(alpha=0.3)
     ax.set_title(f"energy vs latency, {_plural(len(rows), 'design point')}")
-    fig.savefig(path, dpi=120)
-
-
-def _log_if_wide(ax, axis: str, values: list[float]) -> None:
-    v = [x for x in values if x > 0]
-    if v and max(v) > 10 * min(v):
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    return fig
 
 
 def _levels(values: list) -> tuple[list, list[int]]:
@@ -140,30 +164,47 @@ def _levels(values: list) -> tuple[list, list[int]]:
     return levels, [present.index(w) for w in which]
 
 
-def _sensitivity_plot(rows: list[dict], models: list[str], param: str, path: Path) -> None:
-    """Median energy and latency over the other parameters, against one parameter."""
-    fig, (ea, la) = _figure(2)
-    for k, model in enumerate(models):
-        mine = [r for r in rows if r["model"] == model]
-        levels, which = _levels([r[param] for r in mine])
-        numeric = _numeric(levels)
-        for ax, key, scale in ((ea, "energy_pj", 1e-6), (la, "latency_s", 1e3)):
-            med = [np.median([r[key] for r, w in zip(mine, which) if w == b]) * scale for b in range(len(levels))]
-            ax.plot(levels if numeric else range(len(levels)), med, marker=MARKERS[k % len(MARKERS)],
-                    label=_label(model))
-            if not numeric:
-                ax.set_xticks(range(len(levels)), [str(v) for v in levels])
-            elif min(levels) > 0 and max(levels) > 10 * min(levels):
-                ax.set_xscale("log")
-            ax.set_xlabel(param)
-    ea.set_ylabel("energy (µJ), median")
-    la.set_ylabel("latency (ms), median")
-    for ax in (ea, la):
+def sensitivity_figure(rows: list[dict], models: list[str], param: str):
+    """Energy and latency against one parameter: per model the median over the other parameters,
+    and their range (min to max) shaded."""
+    fig, ((ea, la),) = figure(12.8, 4.8, 1, 2)
+    values = [r[param] for r in rows]
+    binned = _numeric(values) and len(set(values)) > MAX_LEVELS
+    for ax, key, scale, what in ((ea, "energy_pj", 1e-6, "energy (µJ)"), (la, "latency_s", 1e3, "latency (ms)")):
+        shown = []
+        for k, model in enumerate(models):
+            mine = [r for r in rows if r["model"] == model]
+            levels, which = _levels([r[param] for r in mine])
+            xs = levels if _numeric(levels) else list(range(len(levels)))
+            groups = [[r[key] * scale for r, w in zip(mine, which) if w == b] for b in range(len(levels))]
+            color, prefix = f"C{k}", f"{_label(model)}: " if len(models) > 1 else ""
+            ax.fill_between(xs, [min(g) for g in groups], [max(g) for g in groups], color=color, alpha=0.18, lw=0,
+                            label=f"{prefix}min to max")
+            ax.plot(xs, [float(np.median(g)) for g in groups], marker=MARKERS[k % len(MARKERS)], color=color,
+                    label=f"{prefix}median")
+            shown += [v for g in groups for v in g]
+        _parameter_axis(ax, param, sorted(set(values), key=None if _numeric(values) else str), binned)
+        ax.set_ylabel(what)
+        fit_axis(ax, "y", shown)
         ax.grid(alpha=0.3)
-        if len(models) > 1:
-            ax.legend(fontsize=8)
-    fig.suptitle(f"sensitivity to {param} (median over the other parameters)")
-    fig.savefig(path, dpi=120)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"sensitivity to {_axis_label(param)}: over the other parameters"
+                 + (f" (values in {BINS} quantile bins)" if binned else ""))
+    return fig
+
+
+def _parameter_axis(ax, param: str, levels: list, binned: bool) -> None:
+    """The x axis of a sensitivity plot: its label with the unit; ticks at the values unless they
+    are binned; logarithmic when they span more than 10x; names as categories."""
+    ax.set_xlabel(_axis_label(param))
+    if not _numeric(levels):
+        ax.set_xticks(range(len(levels)), [_value_text(param, v) for v in levels])
+        return
+    if wide(levels):
+        ax.set_xscale("log")
+    if not binned:
+        ax.set_xticks(levels, [_fmt(v) for v in levels])
+        ax.minorticks_off()
 
 
 def _fmt(v: Any) -> str:
@@ -186,13 +227,13 @@ def _summary(meta: dict, rows: list[dict], params: list[str], fronts: dict[str, 
              f"{'training' if s.get('training') else 'inference'}, T = {s.get('timesteps')}, B = {s.get('batch')}, "
              f"mode {s.get('mode')}, seed {s.get('seed')}; varied: {', '.join(f'`{p}`' for p in params)}.", "",
              f"Plots: {plots}."]
-    head = params + ["energy (µJ)", "latency (ms)", "EDP (µJ·ms)", "cycles", "DRAM bytes"]
+    head = params + ["energy (µJ)", "latency (ms)", "EDP (µJ·ms)", "cycles", "DRAM"]
     for model, front in fronts.items():
         lines += ["", f"## {_label(model)}: {_plural(len(front), 'Pareto-optimal design')} (energy vs latency)", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in front:
             e, t = r["energy_pj"] * 1e-6, r["latency_s"] * 1e3
-            cells = [_fmt(r[p]) for p in params] + [_fmt(e), _fmt(t), _fmt(e * t), str(r["cycles"]), str(r["dram_bytes"])]
+            cells = [_fmt(r[p]) for p in params] + [_fmt(e), _fmt(t), _fmt(e * t), str(r["cycles"]), format_bytes(r["dram_bytes"])]
             lines.append("| " + " | ".join(cells) + " |")
         fast, frugal = front[0], front[-1]  # the front is sorted by latency
         lines += ["", f"Lowest energy: {_fmt(frugal['energy_pj'] * 1e-6)} µJ ({_shown(frugal, params)}); "

@@ -43,7 +43,8 @@ def test_chip_training_learns_and_matches_snntorch(small):
     assert chip.steps_per_epoch == 8 and len(accs) == 2
     assert chip.epochs[1].loss < chip.epochs[0].loss and accs[1] > 0.6  # chance is 0.1
     # same weights, batches, loss and SGD: the two runs classify the test set alike
-    assert np.allclose(accs, ref, atol=2 / 200)
+    assert np.allclose(accs, ref["test_acc"], atol=2 / 200)
+    assert np.allclose([e.loss for e in chip.epochs], ref["loss"], rtol=0.02)  # the chip rounds to FP16
     e = chip.epochs[0]
     assert e.energy_pj > 0 and e.latency_s > 0 and e.dram_bytes > 0
     assert 0 < e.spike_rate < 1 and 0 < e.op_sparsity < 1
