@@ -196,7 +196,7 @@ MALFORMED = [
     (L + "  - lif:\n    inputs: [3]\n",
      "layers[0].inputs: must be a layer name or a list of layer names, got [3]"),
     (L + "  - lif:\n    inputs: [b]\n    name: a\n  - lif:\n    name: b\n",
-     "op 'a': graph has a cycle through this op"),
+     "op 'a': graph has a cycle through this op (a recurrent edge reads the previous step through a `delay` op)"),
     (L + "  - conv2d: {out_channels: 16, kernel: 3, padding: 1}\n    name: c16\n"
          "  - conv2d: {out_channels: 32, kernel: 3, padding: 1}\n    name: c32\n"
          "  - add:\n    name: res\n    inputs: [c16, c32]\n",
