@@ -241,22 +241,24 @@ def _cycles(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[list[st
     return out
 
 
-def _topo_order(keys: list[str], after: dict[str, list[str]]) -> list[str]:
-    """Kahn's algorithm over `after` (what each key waits for), which holds no cycle."""
+def _topo_order(keys: list[str], after: dict[str, list[str]], late: set[str]) -> list[str]:
+    """Kahn's algorithm over `after` (what each key waits for), which holds no cycle; keys in
+    `late` (delays) only when nothing else is ready, i.e. just before what reads them."""
     indeg = {k: len(after[k]) for k in keys}
     succs: dict[str, list[str]] = {k: [] for k in keys}
     for k in keys:
         for p in after[k]:
             succs[p].append(k)
-    ready = deque(k for k in keys if indeg[k] == 0)
+    ready = {True: deque(k for k in keys if indeg[k] == 0 and k not in late),
+             False: deque(k for k in keys if indeg[k] == 0 and k in late)}
     order = []
-    while ready:
-        k = ready.popleft()
+    while ready[True] or ready[False]:
+        k = (ready[True] or ready[False]).popleft()
         order.append(k)
         for s in succs[k]:
             indeg[s] -= 1
             if indeg[s] == 0:
-                ready.append(s)
+                ready[s not in late].append(s)
     return order
 
 
@@ -310,7 +312,7 @@ def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, whe
             raise SpikeforgeError(f"node '{key}' ({type(nodes[key]).__name__}): {e}", where) from None
         ops.append(op)
 
-    for key in _topo_order(list(nodes) + list(delays.values()), after):
+    for key in _topo_order(list(nodes) + list(delays.values()), after, set(delays.values())):
         if key not in nodes:
             a = next(a for a, d in delays.items() if d == key)
             emit(Op(key, "delay", (a,), {"shape": _delayed_shape(a, nodes[a], outside[a], types, where),
