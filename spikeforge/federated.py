@@ -224,6 +224,9 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
     from spikeforge.train import _round_weights, evaluate
 
     cfg.check()
+    if data.steps:
+        raise SpikeforgeError(f"--dataset: federated training takes a dataset of static samples, not the sequence "
+                              f"{data.name!r}")
     shape = graph.inputs[0].type.shape
     if tuple(data.x_train.shape[1:]) != tuple(shape):
         raise SpikeforgeError(f"dataset {data.name!r} has samples of shape {list(data.x_train.shape[1:])}, "

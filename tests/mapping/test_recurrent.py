@@ -134,3 +134,18 @@ def test_a_recurrent_set_takes_no_turns_on_the_cores():
     with pytest.raises(SpikeforgeError, match=r"layer 'rec': its recurrent set \(rec\) needs more membrane SRAM "
                                               r"than the chip's cores hold at once"):
         compile_model(g, tiny, training=True, timesteps=3, batch=2)
+
+
+def test_steps_outside_the_samples_only_when_their_membranes_fit():
+    """In the batch order the recurrent set's B samples share a weight tile per step, which keeps
+    B membranes alive: 16 x 512 B of lif1 on 20 cores of 102 B each do not fit, so the tile
+    serves one (sample, step) there (the samples outside, as in the other orders)."""
+    small = load_arch("default", {"core.buffers.fp_membrane.kib": 0.1})
+    for arch, outer in (("default", True), (small, False)):
+        c = compile_model("rsnn", arch, training=True, timesteps=3, batch=16, dataflow="ws_batch")
+        f = c.dataflow.flows["rec"]
+        assert (f.time_outer, f.window) == ((True, 16) if outer else (False, 1))
+        nest = _loops_of(c.program.cores[c.plan.pieces_of("rec")[0].core], "rec", "fp.integrate")[0]
+        assert [l.var for l in nest] == (["time", "batch"] if outer else ["batch", "time"])
+        mem = max(use.get("membrane", 0) for use in c.dataflow.sram.values())
+        assert mem <= c.arch.capacity("membrane")
