@@ -125,7 +125,10 @@ def test_cli_train_errors_exit_2_and_write_nothing(tmp_path, capsys):
 
     for argv, msg in ((["mlp"], "the model's input wants [784]"), ([_example().MODEL, "--epochs", "0"], "epochs"),
                       ([_example().MODEL, "--optimizer", "rmsprop"], "--optimizer"),
-                      ([_example().MODEL, "--optimizer", "adam", "--lr", "0"], "lr: must be positive")):
+                      ([_example().MODEL, "--optimizer", "adam", "--lr", "0"], "lr: must be positive"),
+                      ([str(RSNN), "--dataset", "digits_rows", "-T", "4"], "is a sequence of 8 steps, got 4"),
+                      ([str(RSNN), "--dataset", "digits_rows", "--workers", "2", "--in-process"],
+                       "federated training takes a dataset of static samples")):
         try:
             rc = main(["train", *argv, "-o", str(tmp_path / "out")])
         except SystemExit as e:  # a usage mistake, from argparse
