@@ -164,3 +164,44 @@ def check(case, g, names):
 def test_recurrent_layers_match_snntorch(case, route, tmp_path):
     g, names = nir_graph(CASES[case], tmp_path) if route == "nir" else native_graph(CASES[case])
     check(CASES[case], g, names)
+
+
+def test_convolutional_recurrence_matches_snntorch():
+    """RLeaky(conv2d_channels=3, kernel_size=3): the recurrent weights a 3x3 convolution (padding 1)
+    of the previous step's spike map. snnTorch 1.0 cannot export it (its NIR type inference
+    fails), so only the YAML route: conv -> add(conv, rec) -> lif, rec = conv2d(delay(lif))."""
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+    rec = snn.RLeaky(beta=0.85, threshold=1.0, conv2d_channels=3, kernel_size=3)
+    with torch.no_grad():
+        conv.weight.mul_(2.0)
+        rec.recurrent.weight.mul_(1.5)
+    T, B = 8, 2
+    x = _input("real", (T, B, 1, 6, 6), seed=9)
+    spk, mem = rec.init_rleaky()
+    spikes, mems = [], []
+    for t in range(T):
+        spk, mem = rec(conv(torch.from_numpy(x[t])), spk, mem)
+        spikes.append(spk)
+        mems.append(mem)
+    labels = np.array([3, 100])
+    loss = F.cross_entropy(torch.stack(spikes).mean(0).reshape(B, -1), torch.from_numpy(labels))
+    loss.backward()
+    layers = [{"conv2d": {"out_channels": 3, "kernel": 3, "padding": 1}, "name": "conv"},
+              {"add": None, "name": "sum", "inputs": ["rec", "conv"]},
+              {"lif": {"beta": 0.85}, "name": "lif"},
+              {"delay": {"shape": [3, 6, 6]}, "name": "prev", "inputs": "lif"},
+              {"conv2d": {"out_channels": 3, "kernel": 3, "padding": 1}, "name": "rec", "inputs": "prev"},
+              {"flatten": None, "name": "flat", "inputs": "lif"}]
+    g = graph_from_doc({"name": "crnn", "input": {"shape": [1, 6, 6]}, "layers": layers}, "crnn.yaml")
+    for name, m in (("conv", conv), ("rec", rec.recurrent)):
+        g[name].tensors.update(weight=m.weight.detach().numpy().copy(), bias=m.bias.detach().numpy().copy())
+    vals, mem_sf, _ = Simulator(g).forward({"input": x}, new_stats(g, B, T, True), 0)
+    assert np.array_equal(vals["lif"], torch.stack(spikes).detach().numpy()) and 0.05 < vals["lif"].mean() < 0.95
+    np.testing.assert_allclose(mem_sf["lif"], torch.stack(mems).detach().numpy(), rtol=0, atol=1e-5)
+    res = run(Simulator(g), {"input": x}, labels, True)
+    assert res.loss == pytest.approx(loss.item(), rel=1e-5)
+    for (name, key), p in (((n, k), p) for n, m in (("conv", conv), ("rec", rec.recurrent))
+                           for k, p in m.named_parameters()):
+        gr = p.grad.numpy()
+        np.testing.assert_allclose(res.grads[name, key] / np.abs(gr).max(), gr / np.abs(gr).max(), rtol=0, atol=1e-4)

@@ -149,3 +149,25 @@ def test_steps_outside_the_samples_only_when_their_membranes_fit():
         assert [l.var for l in nest] == (["time", "batch"] if outer else ["batch", "time"])
         mem = max(use.get("membrane", 0) for use in c.dataflow.sram.values())
         assert mem <= c.arch.capacity("membrane")
+
+
+def test_a_convolutional_recurrence_maps_and_simulates_in_every_dataflow():
+    """A 3x3 conv of the previous step's spike map: every piece (output channels) reads every
+    channel of it, from every core of the group."""
+    doc = {"name": "crnn", "input": {"shape": [2, 8, 8]}, "layers": [
+        {"conv2d": {"out_channels": 8, "kernel": 3, "padding": 1}, "name": "conv"},
+        {"add": None, "name": "sum", "inputs": ["rec", "conv"]}, {"lif": None, "name": "lif"},
+        {"delay": {"shape": [8, 8, 8]}, "name": "prev", "inputs": "lif"},
+        {"conv2d": {"out_channels": 8, "kernel": 3, "padding": 1}, "name": "rec", "inputs": "prev"},
+        {"flatten": None, "inputs": "lif"}, {"linear": {"out_features": 4}}]}
+    losses = set()
+    for dataflow in DATAFLOWS:
+        g = graph_from_doc(doc, "crnn.yaml", seed=1)
+        c = compile_model(g, "default", training=True, timesteps=3, batch=2, dataflow=dataflow)
+        rec = next(x for x in c.plan.groups if x.name == "rec")
+        assert rec.recurrence == "rec" and [o.name for o in rec.ops][:3] == ["rec", "sum", "lif"]
+        assert any(e.delayed and e.src == "rec" and not e.aligned for e in rec.in_edges)
+        rep = simulate(g, c.program, c.arch, make_input(g, 3, 2, None, seed=0), seed=0)
+        losses.add(rep["totals"]["loss"])
+        assert {l["name"]: l for l in rep["layers"]}["rec"]["ops"]["wg"] > 0
+    assert len(losses) == 1
