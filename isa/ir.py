@@ -107,11 +107,7 @@ class Graph:
         for op in order:
             typed.append(_check_op(op, seen, pre))
             seen[op.name] = typed[-1]
-        for op in typed:
-            if op.kind == "delay" and seen[op.inputs[0]].type != op.type:
-                src = seen[op.inputs[0]]
-                raise SpikeforgeError(f"{pre}op '{op.name}' (delay): declares {op.type}, but its input "
-                                      f"'{src.name}' is {src.type}")
+        _check_delays(typed, seen, pre)
         g = Graph(name, typed)
         if not g.inputs:
             raise SpikeforgeError(f"{pre}model has no input op")
@@ -176,6 +172,27 @@ def _topo_order(ops: list[Op], by_name: dict[str, Op], pre: str) -> list[Op]:
         raise SpikeforgeError(f"{pre}op '{stuck}': graph has a cycle through this op "
                               "(a recurrent edge reads the previous step through a `delay` op)")
     return order
+
+
+def _check_delays(ops: list[Op], by_name: dict[str, Op], pre: str) -> None:
+    """A delay carries its input's type, something reads it, and it reads something other than
+    delays in the end."""
+    read = {i for op in ops for i in op.inputs}
+    for op in ops:
+        if op.kind != "delay":
+            continue
+        src = by_name[op.inputs[0]]
+        if src.type != op.type:
+            raise SpikeforgeError(f"{pre}op '{op.name}' (delay): declares {op.type}, but its input "
+                                  f"'{src.name}' is {src.type}")
+        if op.name not in read:
+            raise SpikeforgeError(f"{pre}op '{op.name}' (delay): no op reads it")
+        chain = {op.name}
+        while src.kind == "delay":
+            if src.name in chain:
+                raise SpikeforgeError(f"{pre}op '{op.name}' (delay): a cycle of delays only, with no value in it")
+            chain.add(src.name)
+            src = by_name[src.inputs[0]]
 
 
 def _check_op(op: Op, by_name: dict[str, Op], pre: str) -> Op:
