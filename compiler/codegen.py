@@ -242,15 +242,16 @@ class _Emitter:
         return [t for t in st.tasks if t.core == self.core and t.opcode == "wg.accumulate"
                 and not self._per_step(self.gmap[t.group])]
 
-    def window_open(self, st: Stage) -> list[Instr]:
-        """Before a stage's window: fetch its weight tiles and the gradient partial sums."""
+    def window_open(self, st: Stage, reload: bool) -> list[Instr]:
+        """Before a stage's window: fetch its weight tiles and, when earlier windows added to them
+        (`reload`: a window per sample, or per step of a recurrence), the gradient partial sums."""
         out: list[Instr] = []
         if st.groups and not self._per_step(self.gmap[st.groups[0]]):
             g = self.gmap[st.groups[0]]
             eng = "fp" if st.phase == "fp" else "bp"
             if eng == "fp" or any(t.opcode == "bp.propagate" and t.core == self.core for t in st.tasks):
                 out += [i for p in self._mine(g.name, st.round) for i in self._weights(g, p, eng)]
-        if self.df.order == "sample":  # the gradient of earlier samples is read back (batch: one window)
+        if reload:
             out += [i for t in self._windowed_wg(st) for i in self._wgrad(t, False)]
         return out
 
@@ -299,13 +300,17 @@ class _Emitter:
         return out
 
 
+def _group(st: Stage) -> str | None:
+    """The group whose loop nest a stage belongs to (a stage of weight gradients only: theirs)."""
+    return st.groups[0] if st.groups else st.tasks[0].group if st.tasks else None
+
+
 def _runs(stages: list[Stage], df: Dataflow) -> list[list[Stage]]:
-    """Consecutive stages of one segment of the dataflow share a loop nest. A stage of weight
-    gradients only belongs with the group whose gradients it computes."""
+    """Consecutive stages of one segment of the dataflow share a loop nest, with the round."""
     out: list[list[Stage]] = []
     key = None
     for st in stages:
-        g = st.groups[0] if st.groups else st.tasks[0].group if st.tasks else None
+        g = _group(st)
         k = (df.flows[g].segment, st.round) if g else key
         if out and k == key:
             out[-1].append(st)
@@ -316,10 +321,18 @@ def _runs(stages: list[Stage], df: Dataflow) -> list[list[Stage]]:
 
 
 def _windowed(em: _Emitter, stages: list[Stage], emit, reverse: bool, batch_inside: bool) -> list:
+    """Each run in its loop nest, its windows opened before and closed after. A recurrence in the
+    batch order runs its steps outside the samples: a window per step."""
     out: list = []
     for run in _runs(stages, em.df):
-        inner = Loop("time", em.T, reverse, [i for st in run for i in emit(st)])
-        out += [i for st in run for i in em.window_open(st)]
+        body = [i for st in run for i in emit(st)]
+        g = next(g for st in run if (g := _group(st)))
+        if em.df.flows[g].time_outer:
+            step = [i for st in run for i in em.window_open(st, True)] + [Loop("batch", em.B, False, body)]
+            out.append(Loop("time", em.T, reverse, step + [i for st in run for i in em.window_close(st)]))
+            continue
+        inner = Loop("time", em.T, reverse, body)
+        out += [i for st in run for i in em.window_open(st, em.df.order == "sample")]
         out.append(Loop("batch", em.B, False, [inner]) if batch_inside else inner)
         out += [i for st in run for i in em.window_close(st)]
     return out

@@ -125,6 +125,7 @@ def dataflow_doc(c: Compiled) -> dict:
             "group": g.name, "weights": f.weights if g.weights else None, "wgrad": f.wgrad if g.weights else None,
             "bptt": f.bptt, "inputs": f.inputs, "errors": f.errors, "optimizer_state": f.optimizer if stateful else None,
             "tiles": f.tiles, "inputs_share": round(f.inputs_share, 4), "errors_share": round(f.errors_share, 4),
+            "recurrence": g.recurrence or None, "window": f.window, "time_outer": f.time_outer,
             "estimate": cost(est), "runners_up": [{"name": e.name, **cost(e)} for e in others],
         })
     return {"name": df.name, "order": df.order, "objective": c.objective, "estimate": est.to_dict(),

@@ -165,6 +165,8 @@ class Simulator:
                 st = stats[op.name]
                 if op.kind == "input":
                     y = x[op.name][t].astype(np.float32)
+                elif op.kind == "delay":  # the previous step's value, computed by then
+                    y = vals[op.inputs[0]][t - 1] if t else np.zeros((B,) + op.type.shape, np.float32)
                 elif op.kind in WEIGHT_KINDS:
                     y = self._weight_fwd(op, ins[0], st, b0, t)
                 elif op.kind in NEURON_KINDS:
@@ -202,16 +204,25 @@ class Simulator:
         T = next(iter(vals.values())).shape[0]
         carry_u: dict[str, np.ndarray] = {}
         carry_i: dict[str, np.ndarray] = {}
+        delayed: dict[str, np.ndarray] = {}  # dL/d(values at t) through delays read at t + 1
         for t in reversed(range(T)):
             g = {name: np.zeros_like(v[t]) for name, v in vals.items()}  # dL/d(values at t)
             for name, d in dout.items():
                 g[name] += d[t]
+            for name, d in delayed.items():
+                g[name] += d
+            delayed = {}
             for op in reversed(self.ops):
                 if op.kind in ("output", "input"):
                     continue
                 go = self.q(g[op.name])
                 st = stats[op.name]
                 st.grad_nonzero[t] += K.count_nonzero(go)
+                if op.kind == "delay":
+                    src = op.inputs[0]
+                    if t and self.graph[src].kind != "input":
+                        delayed[src] = delayed[src] + go if src in delayed else go
+                    continue
                 ins = [vals[i][t] for i in op.inputs]
                 if op.kind in WEIGHT_KINDS:
                     gx = self._weight_bwd(op, ins[0], go, st, acc, b0, t,

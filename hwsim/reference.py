@@ -32,6 +32,10 @@ def run_dense(graph: Graph, x: np.ndarray | dict[str, np.ndarray], labels: np.nd
     """Run `graph` on `x` ([T, B, *input_shape] for the single input op, or a dict input name ->
     array). With `labels` ([B] ints) the loss is the cross-entropy of the time-averaged output;
     the backward pass runs when `training` and labels are given."""
+    recurrent = [op.name for op in graph if op.kind == "delay"]
+    if recurrent:
+        raise ValueError(f"op '{recurrent[0]}' (delay): the dense reference runs each op over all steps at "
+                         "once and has no recurrence")
     xs = x if isinstance(x, dict) else {_only(graph.inputs, "input").name: x}
     values, cache = {}, {}
     for op in graph:

@@ -259,6 +259,10 @@ def _coef_tensors(*names):
     return tensors
 
 
+def _delay_infer(p, ins):
+    return TensorType(SPIKE if p["spikes"] else REAL, p["shape"])
+
+
 def _spike_infer(p, ins):
     return TensorType(SPIKE, ins[0].shape)
 
@@ -298,6 +302,9 @@ KINDS: dict[str, OpKind] = {k.name: k for k in [
        "element-wise multiply by a scalar or per-element tensor"),
     _k("batchnorm", [_P("eps", "pos_float", 1e-5)], (1, 1), _bn_infer, _bn_tensors, _elem_work,
        "batch-norm over axis 0 (channels), inference statistics"),
+    _k("delay", [_P("shape", "shape"), _P("spikes", "bool", True)], (1, 1), _delay_infer,
+       doc="its input's value at the previous step (zeros at step 0): a recurrent edge; declares that value's "
+           "type, since its input is usually computed later in the step"),
     _k("threshold", [_P("threshold", "float", 1.0)], (1, 1), _spike_infer, _coef_tensors("threshold"),
        _neuron_work, "stateless spike: x > threshold"),
     _k("lif", [_P("beta", "float", 0.9), _P("threshold", "float", 1.0), _P("gain", "float", 1.0),

@@ -13,6 +13,10 @@ into an engine's tile buffer (docs/dataflow.md):
   (sample, step), as in `step`, so the spikes and errors between them stay on the NoC, while the
   runs follow each other layer-major, as in `batch`; where to cut the runs is chosen by dynamic
   programming over an analytic DRAM estimate (`_segments`).
+A recurrent set (mapping/groups.py) runs its steps in order: its groups share one loop nest, with
+whatever is fused to them, and a weight tile serves at most the B samples of one step: in the
+`batch` order the nest's time loop runs outside its batch loop (when the B samples' membranes
+fit the cores), otherwise the tile is fetched per (sample, step) (`_recurrent_segments`).
 For an order, `assign` decides the homes: weights and weight gradients that fit the engines'
 tile buffers stay there for the whole step; BPTT state fills the cores' BPTT banks; what is left
 competes for the chip's global buffers by DRAM bytes saved per byte held (greedy), and the rest
@@ -56,6 +60,8 @@ class Flow:
     tiles: int = 1  # weight tiles of its largest piece in one engine tile buffer
     window: int = 1  # (sample, step) iterations one fetched weight tile serves
     segment: int = 0  # groups of one segment run in one loop nest (fused when it holds several)
+    recurrent: bool = False  # its segment holds a recurrent set: steps in order, values passed per (sample, step)
+    time_outer: bool = False  # its segment's time loop runs outside its batch loop (a window of one step's samples)
 
 
 @dataclass
@@ -74,7 +80,7 @@ class Dataflow:
         if self.order == "step":
             return True
         fa, fb = self.flows.get(a), self.flows.get(b)
-        return fa is not None and fb is not None and fa.segment == fb.segment and fa.window == 1
+        return fa is not None and fb is not None and fa.segment == fb.segment and (fa.window == 1 or fa.recurrent)
 
 
 def check_tiles(plan: Plan) -> None:
@@ -113,6 +119,7 @@ def assign(plan: Plan, name: str, order: str, use_global: bool = True, fuse: boo
             for gname in seg:
                 df.flows[gname].segment = k
                 df.flows[gname].window = 1 if len(seg) > 1 else window
+    _recurrent_segments(plan, df)
     gmap = {g.name: g for g in plan.groups}
     live_samples = B if order == "batch" else 1  # samples whose BPTT state is alive at once
     peak: dict[tuple[int, int], dict[str, int]] = {c: {} for c in arch.cores}
@@ -123,7 +130,7 @@ def assign(plan: Plan, name: str, order: str, use_global: bool = True, fuse: boo
         membrane = {c: 0 for c in arch.cores}
         for p in sorted((p for p in plan.pieces if p.round == r), key=lambda p: (p.core, p.id)):
             g, u, role = gmap[p.group], p.hi - p.lo, peak[p.core]
-            membrane[p.core] += math.ceil(g.states * u / g.units) * arch.value_bytes
+            membrane[p.core] += _membrane(g, u, arch) * (B if df.flows[g.name].time_outer else 1)
             w = weight_bytes(g, u, arch) * (2 if training else 1)  # FP and BP engine copies
             if w and role.get("weights", 0) + w <= wtile:
                 role["weights"] = role.get("weights", 0) + w
@@ -153,6 +160,39 @@ def assign(plan: Plan, name: str, order: str, use_global: bool = True, fuse: boo
     return df
 
 
+def _membrane(g: Group, units: int, arch: Arch) -> int:
+    """Bytes of the state of `units` of g for one sample."""
+    return math.ceil(g.states * units / g.units) * arch.value_bytes
+
+
+def _recurrent_segments(plan: Plan, df: Dataflow) -> None:
+    """Each recurrent set runs in one segment (the segment of its first group, with every group
+    fused to it) whose steps run in order. In the batch order the time loop goes outside: a tile
+    serves the B samples of one step, whose membranes are then all alive (if they fit the
+    cores' membrane SRAM); otherwise a tile serves one (sample, step)."""
+    flows = df.flows
+    for g in plan.groups:
+        if g.recurrence:
+            flows[g.name].segment = flows[g.recurrence].segment
+    segments = {flows[g.name].segment for g in plan.groups if g.recurrence}
+    members = [g for g in plan.groups if flows[g.name].segment in segments]
+    if not members:
+        return
+    B, arch = plan.config.batch, plan.arch
+    outer = df.order == "batch" and B > 1
+    if outer:
+        gmap = {g.name: g for g in plan.groups}
+        need: dict[tuple[int, tuple[int, int]], int] = {}
+        for p in plan.pieces:
+            g = gmap[p.group]
+            k = B if flows[g.name].segment in segments else 1
+            need[(p.round, p.core)] = need.get((p.round, p.core), 0) + _membrane(g, p.hi - p.lo, arch) * k
+        outer = max(need.values()) <= arch.capacity("membrane")
+    for g in members:
+        f = flows[g.name]
+        f.recurrent, f.time_outer, f.window = True, outer, B if outer else 1
+
+
 def _segments(plan: Plan) -> list[list[str]]:
     """Cut the groups (in order) into runs that execute together per (sample, step): dynamic
     programming over an analytic DRAM byte count. A run of several groups refetches their weights
@@ -166,10 +206,14 @@ def _segments(plan: Plan) -> list[list[str]]:
     groups = plan.groups
     index = {g.name: i for i, g in enumerate(groups)}
     rounds = [frozenset(p.round for p in plan.pieces_of(g.name)) for g in groups]
+    # a run holds all of a recurrent set or none of it; its tiles serve one step's samples
+    first = [index[g.recurrence] if g.recurrence else i for i, g in enumerate(groups)]
+    last = [max(k for k in range(len(groups)) if first[k] == first[i]) if groups[i].recurrence else i
+            for i in range(len(groups))]
 
-    def refetch(g: Group) -> float:  # extra DRAM bytes of g's weights when fetched per (sample, step)
+    def refetch(g: Group, fetches: int) -> float:  # extra DRAM bytes of g's weights fetched `fetches` times
         w = weight_bytes(g, g.units, arch)
-        return (n_iter - 1) * w * (passes + (2 if cfg.training else 0))
+        return (fetches - 1) * w * (passes + (2 if cfg.training else 0))
 
     def cut(g: Group, first: int) -> float:  # DRAM bytes of g's inputs from groups before index `first`
         cost = 0.0
@@ -186,11 +230,16 @@ def _segments(plan: Plan) -> list[list[str]]:
     best = [0.0] + [math.inf] * len(groups)
     start = [0] * (len(groups) + 1)
     for j in range(1, len(groups) + 1):
-        for i in range(j - 1, max(-1, j - 17), -1):  # the run groups[i:j], at most 16 groups
+        for i in range(j - 1, max(-1, min(j - 17, first[j - 1] - 1)), -1):  # groups[i:j], at most 16 but whole sets
             if i < j - 1 and (len(rounds[i]) > 1 or rounds[i] != rounds[j - 1]):
                 break
+            if any(first[k] < i or last[k] >= j for k in range(i, j)):
+                continue
             run = groups[i:j]
-            cost = best[i] + sum(cut(g, i) for g in run) + (sum(refetch(g) for g in run) if len(run) > 1 else 0)
+            recurrent = any(g.recurrence for g in run)
+            fetches = cfg.timesteps if recurrent else n_iter
+            cost = best[i] + sum(cut(g, i) for g in run)
+            cost += sum(refetch(g, fetches) for g in run) if len(run) > 1 or recurrent else 0
             if cost < best[j]:
                 best[j], start[j] = cost, i
     runs, j = [], len(groups)

@@ -123,7 +123,8 @@ def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece
     """Split groups into pieces (at most PIECE_SHARE of a core's membrane SRAM, or smaller for
     load balance), then pack them in topological order onto cores, least-loaded core with room
     first; when no core has room the chip starts a new round (layers take turns on the cores).
-    Returns the pieces and that packing (piece id -> core index), a feasible fallback."""
+    A recurrent set runs its steps in order, so all of it goes into one round. Returns the pieces
+    and that packing (piece id -> core index), a feasible fallback."""
     cap = arch.capacity("membrane")
     total_mem = sum(membrane_bytes(g, g.units, arch) for g in groups)
     n_rounds = max(1, math.ceil(total_mem / (FILL * cap * arch.n_cores)))
@@ -131,22 +132,52 @@ def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece
     pieces: list[Piece] = []
     packing: dict[int, int] = {}
     used, load, r = np.zeros(arch.n_cores), np.zeros(arch.n_cores), 0
+
+    def bounds(g: Group) -> list[tuple[int, int]]:
+        by_mem = math.ceil(membrane_bytes(g, g.units, arch) / (PIECE_SHARE * cap)) if g.states else 1
+        by_work = math.ceil(PIECES_PER_CORE * arch.n_cores * _work(g, cfg.training) / total_work)
+        return piece_bounds(g.units, max(1, by_mem, by_work))
+
+    def room(m: float, used: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(used + m <= FILL * cap) if used.any() else np.arange(arch.n_cores)
+
+    def fits(gs: list[Group]) -> bool:
+        """Would the pieces of gs all find room in this round?"""
+        u, w = used.copy(), load.copy()
+        for g in gs:
+            for lo, hi in bounds(g):
+                m = membrane_bytes(g, hi - lo, arch)
+                free = room(m, u)
+                if not len(free):
+                    return False
+                k = int(free[np.argmin(w[free])])
+                u[k] += m
+                w[k] += _work(g, cfg.training) * (hi - lo) / g.units
+        return True
+
     for g in groups:
         per_unit = membrane_bytes(g, 1, arch) if g.states else 0
         if per_unit > cap:
             raise SpikeforgeError(
                 f"layer '{g.name}': one unit (output channel or neuron) needs {per_unit / 1024:.1f} KiB of "
                 f"membrane state, more than a core's membrane SRAM ({cap / 1024:.1f} KiB)")
-        by_mem = math.ceil(membrane_bytes(g, g.units, arch) / (PIECE_SHARE * cap)) if g.states else 1
-        by_work = math.ceil(PIECES_PER_CORE * arch.n_cores * _work(g, cfg.training) / total_work)
-        for lo, hi in piece_bounds(g.units, max(1, by_mem, by_work)):
-            m = membrane_bytes(g, hi - lo, arch)
-            room = np.flatnonzero(used + m <= FILL * cap) if used.any() else np.arange(arch.n_cores)
-            if not len(room):
+        if g.recurrence == g.name:
+            rec = [h for h in groups if h.recurrence == g.name]
+            if not fits(rec):
                 r += 1
                 used[:], load[:] = 0, 0
-                room = np.arange(arch.n_cores)
-            k = int(room[np.argmin(load[room])])
+                if not fits(rec):
+                    raise SpikeforgeError(
+                        f"layer '{g.name}': its recurrent set ({', '.join(h.name for h in rec)}) needs more "
+                        f"membrane SRAM than the chip's cores hold at once; a recurrence cannot take turns on them")
+        for lo, hi in bounds(g):
+            m = membrane_bytes(g, hi - lo, arch)
+            free = room(m, used)
+            if not len(free):
+                r += 1
+                used[:], load[:] = 0, 0
+                free = np.arange(arch.n_cores)
+            k = int(free[np.argmin(load[free])])
             used[k] += m
             load[k] += _work(g, cfg.training) * (hi - lo) / g.units
             packing[len(pieces)] = k

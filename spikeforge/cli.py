@@ -16,6 +16,7 @@ from spikeforge.isa.program import OPTIMIZERS
 from spikeforge.mapping.dataflow import DATAFLOWS, OBJECTIVES
 from spikeforge.sweeps.spec import MAX_POINTS
 from spikeforge.units import format_bytes
+from spikeforge.training import DATASETS
 
 EXAMPLES = {
     "zoo": "example: spikeforge zoo list --json",
@@ -37,6 +38,7 @@ EXAMPLES = {
              "  spikeforge sweep export out/sw --csv out/sw.csv\n"
              "the spec format: docs/sweeps.md",
     "train": "examples:\n  spikeforge train examples/models/digits_mlp.yaml --dataset digits -o out/digits\n"
+             "  spikeforge train examples/models/digits_rsnn.yaml --dataset digits_rows -o out/rows\n"
              "  spikeforge train examples/models/digits_mlp.yaml --epochs 3 --fp16 --lr 0.1 -T 8 -B 32\n"
              "  spikeforge train examples/models/digits_mlp.yaml --optimizer adam --lr 0.003\n"
              "the same training beside snnTorch: examples/train_digits.py",
@@ -129,8 +131,9 @@ def _build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on a dataset with the chip's FP/BP/WG engines: accuracy, energy per step",
                        epilog=EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_args(t)
-    t.add_argument("--dataset", choices=("digits",), default="digits",
-                   help="digits: scikit-learn's 8x8 digits, split by --seed (default)")
+    t.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits: scikit-learn's 8x8 digits, split by --seed (default); digits_rows: the same "
+                        "images, one row of 8 pixels per step (T = 8), for recurrent models")
     t.add_argument("--arch", default="default", metavar="NAME|FILE", help="architecture preset or YAML file")
     t.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     t.add_argument("--timesteps", "-T", type=int, default=8, help="time steps (default 8)")

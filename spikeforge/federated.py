@@ -218,6 +218,9 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
     from spikeforge.training import evaluate
 
     cfg.check()
+    if data.steps:
+        raise SpikeforgeError(f"--dataset: federated training takes a dataset of static samples, not the sequence "
+                              f"{data.name!r}")
     shape = graph.inputs[0].type.shape
     if tuple(data.x_train.shape[1:]) != tuple(shape):
         raise SpikeforgeError(f"dataset {data.name!r} has samples of shape {list(data.x_train.shape[1:])}, "

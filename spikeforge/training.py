@@ -13,16 +13,22 @@ import numpy as np
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.arch import load_arch
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "digits_rows")
 
 
 @dataclass
 class Dataset:
     name: str
-    x_train: np.ndarray  # [N, *input] float32
+    x_train: np.ndarray  # [N, *input] float32, or [N, steps, *input] for a sequence
     y_train: np.ndarray  # [N] int
     x_test: np.ndarray
     y_test: np.ndarray
+    steps: int = 0  # a sequence: one frame per time step, `steps` of them; 0: the sample at every step
+
+    @property
+    def frame(self) -> tuple[int, ...]:
+        """The shape the model's input sees at each step."""
+        return tuple(self.x_train.shape[2 if self.steps else 1:])
 
 
 @dataclass
@@ -64,8 +70,10 @@ class TrainResult:
 
 def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
     """A dataset shipped offline, split into train and test by `seed` (stratified). `digits`:
-    scikit-learn's 1,797 8x8 digit images, pixels scaled to [0, 1], 64 inputs, 10 classes."""
-    if name != "digits":
+    scikit-learn's 1,797 8x8 digit images, pixels scaled to [0, 1], 64 inputs, 10 classes.
+    `digits_rows`: the same images and split as sequences of their 8 rows, one row (8 inputs)
+    per time step: a task for recurrent models."""
+    if name not in DATASETS:
         raise SpikeforgeError(f"--dataset: unknown dataset {name!r} (known: {', '.join(DATASETS)})")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -73,6 +81,8 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.25) -> Datas
     d = load_digits()
     x = (d.data / 16.0).astype(np.float32)
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=test_fraction, random_state=seed, stratify=d.target)
+    if name == "digits_rows":
+        return Dataset(name, xtr.reshape(-1, 8, 8), ytr.astype(np.int64), xte.reshape(-1, 8, 8), yte.astype(np.int64), 8)
     return Dataset(name, xtr, ytr.astype(np.int64), xte, yte.astype(np.int64))
 
 
@@ -83,19 +93,22 @@ def epoch_batches(n: int, batch: int, rng: np.random.Generator) -> list[np.ndarr
     return [order[i:i + batch] for i in range(0, n - batch + 1, batch)]
 
 
-def encode(x: np.ndarray, timesteps: int) -> np.ndarray:
-    """Direct encoding: the same real-valued sample is the input current at every step, [T, B, ...]."""
+def encode(x: np.ndarray, timesteps: int, sequence: bool = False) -> np.ndarray:
+    """Direct encoding, [T, B, ...]: the same real-valued sample is the input current at every
+    step, or, for a `sequence` ([B, T, ...]), frame t at step t."""
+    if sequence:
+        return np.ascontiguousarray(np.moveaxis(x, 1, 0))
     return np.ascontiguousarray(np.broadcast_to(x, (timesteps,) + x.shape))
 
 
-def evaluate(sim, x: np.ndarray, y: np.ndarray, timesteps: int, chunk: int = 256) -> float:
+def evaluate(sim, x: np.ndarray, y: np.ndarray, timesteps: int, chunk: int = 256, sequence: bool = False) -> float:
     """Test accuracy of the simulator's current weights (forward only)."""
     from spikeforge.hwsim.functional import run
 
     name = sim.graph.inputs[0].name
     correct = 0
     for i in range(0, len(x), chunk):
-        correct += run(sim, {name: encode(x[i:i + chunk], timesteps)}, y[i:i + chunk], False).correct
+        correct += run(sim, {name: encode(x[i:i + chunk], timesteps, sequence)}, y[i:i + chunk], False).correct
     return correct / len(x)
 
 
@@ -125,9 +138,11 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
     update = make_optimizer(optimizer, lr)
     chip = load_arch(arch, None if fp16 is None else {"arithmetic": "fp16" if fp16 else "fp32"})
     shape = graph.inputs[0].type.shape
-    if tuple(data.x_train.shape[1:]) != tuple(shape):
-        raise SpikeforgeError(f"dataset {data.name!r} has samples of shape {list(data.x_train.shape[1:])}, "
-                              f"the model's input wants {list(shape)}", graph.name)
+    if data.frame != tuple(shape):
+        raise SpikeforgeError(f"dataset {data.name!r} has {'frames' if data.steps else 'samples'} of shape "
+                              f"{list(data.frame)}, the model's input wants {list(shape)}", graph.name)
+    if data.steps and timesteps != data.steps:
+        raise SpikeforgeError(f"--timesteps: dataset {data.name!r} is a sequence of {data.steps} steps, got {timesteps}")
     if len(data.x_train) < batch:
         raise SpikeforgeError(f"batch {batch} is larger than the {len(data.x_train)} training samples")
     program = compile_model(graph, chip, training=True, timesteps=timesteps, batch=batch, seed=seed,
@@ -141,7 +156,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
         rows = []
         steps = epoch_batches(len(data.x_train), batch, rng)
         for i, idx in enumerate(steps):
-            res, costs = chip_run.step(encode(data.x_train[idx], timesteps), data.y_train[idx])
+            res, costs = chip_run.step(encode(data.x_train[idx], timesteps, bool(data.steps)), data.y_train[idx])
             rate, grad_nz = _sparsity(graph, res.stats, timesteps, batch)
             rows.append((res.loss, res.correct / batch, sum(costs.energy.values()),
                          costs.cycles / (chip.clock_mhz * 1e6), sum(costs.dram_bytes.values()), rate, grad_nz,
@@ -149,7 +164,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
             if progress:
                 progress(epoch, i + 1, len(steps))
         m = np.mean(np.array(rows, dtype=np.float64), axis=0)
-        acc = evaluate(chip_run.sim, data.x_test, data.y_test, timesteps)
+        acc = evaluate(chip_run.sim, data.x_test, data.y_test, timesteps, sequence=bool(data.steps))
         result.epochs.append(EpochLog(epoch, *(float(v) for v in m[:2]), acc, *(float(v) for v in m[2:]),
                                       time.perf_counter() - t0))
         if on_epoch:

@@ -275,7 +275,7 @@ def d(tmp_path_factory) -> Path:
     _nir_graph(d / "nir_tau_inf.nir", _nir_affine(np.ones((2, 3)), tau=np.inf), NIR_EDGES)
     _nir_graph(d / "nir_tau_nan.nir", _nir_affine(np.ones((2, 3)), tau=np.nan), NIR_EDGES)
     _nir_graph(d / "nir_edge.nir", _nir_affine(np.ones((2, 3))), NIR_EDGES + [("lif", "ghost")])
-    _nir_graph(d / "nir_cycle.nir", _nir_affine(np.ones((3, 3))), NIR_EDGES + [("lif", "fc")])
+    _nir_graph(d / "nir_cycle.nir", _nir_affine(np.ones((3, 3))), NIR_EDGES + [("fc", "fc")])
     unsupported = _nir_affine(np.ones((2, 3)))
     unsupported["fc"] = {"type": "Delay", "delay": np.ones(3)}
     _nir_graph(d / "nir_unsupported.nir", unsupported, NIR_EDGES)
@@ -475,7 +475,7 @@ NIR_CASES = [([cmd, "{d}/" + name], needle) for cmd in ("inspect", "simulate") f
     ("not_hdf5.nir", "not a NIR file"), ("empty.nir", "empty"), ("node_dataset.nir", "no 'node' group"),
     ("no_node.nir", "no 'node' group"), ("not_graph.nir", "malformed NIR Affine node"), ("bomb.nir", "memory limit"),
     ("nir_tau_inf.nir", "not finite"), ("nir_tau_nan.nir", "not finite"), ("nir_edge.nir", "unknown node"),
-    ("nir_cycle.nir", "recurren"), ("nir_unsupported.nir", "unsupported"), ("nir_big.nir", "expected [2, 100000000000000]"),
+    ("nir_cycle.nir", "cycle without a neuron"), ("nir_unsupported.nir", "unsupported"), ("nir_big.nir", "expected [2, 100000000000000]"),
     ("truncated.nir", "HDF5"),
 ]] + [(["simulate", "{d}/nir_nan.nir"], "non-finite"), (["simulate", "{d}/nir_1e300.nir"], "non-finite")]
 

@@ -13,7 +13,7 @@ from spikeforge.mapping.placement import anneal, hop_cost, hops_matrix, spectral
 from spikeforge.mapping.plan import membrane_bytes
 
 CASES = [("mlp", "default", True), ("vgg11", "default", True), ("sdt", "edge4", True),
-         ("resnet19", "default", False), ("vgg16", "default", True)]
+         ("resnet19", "default", False), ("vgg16", "default", True), ("rsnn", "default", True)]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{m}-{a}-{'train' if t else 'infer'}" for m, a, t in CASES])
@@ -88,12 +88,15 @@ def test_schedule_respects_forward_backward_and_weight_gradient_dependencies(com
     T = plan.config.timesteps
     pos = _stage_order(sched, T)
     rounds = {g.name: sorted({p.round for p in plan.pieces_of(g.name)}) for g in plan.groups}
-    consumers = {n: [h.name for h in plan.groups if any(e.src == n for e in h.in_edges)] for n in rounds}
+    consumers = {n: {(h.name, e.delayed) for h in plan.groups for e in h.in_edges if e.src == n} for n in rounds}
     for g in plan.groups:
         for r in rounds[g.name]:
             for t in range(T):
-                for e in g.in_edges:  # FP: a layer runs after what it reads, in the same step
+                for e in g.in_edges:  # FP: a layer runs after what it reads, in the same step (delayed: the step before)
                     for rs in rounds.get(e.src, []):
+                        if e.delayed:
+                            assert rs == r and (not t or pos[("fp_end", e.src, rs, t - 1)] < pos[("fp", g.name, r, t)])
+                            continue
                         assert rs <= r and pos[("fp_end", e.src, rs, t)] < pos[("fp", g.name, r, t)], (e.src, g.name, t)
                 if t:  # neuron state carries over from the previous step
                     assert pos[("fp_end", g.name, r, t - 1)] < pos[("fp", g.name, r, t)]
@@ -108,10 +111,10 @@ def test_schedule_respects_forward_backward_and_weight_gradient_dependencies(com
                 if here is None:  # nothing to propagate (e.g. the first layer's weights only get WG)
                     continue
                 assert here > last_fp  # backward only after the whole forward pass
-                for c in consumers[g.name]:  # BP: errors come back from every consumer first
+                for c, delayed in consumers[g.name]:  # BP: errors come back from every consumer first
                     for rc in rounds[c]:
-                        if ("bp", c, rc, t) in pos:
-                            assert pos[("bp_end", c, rc, t)] < here, (c, g.name, t)
+                        if ("bp", c, rc, t + delayed) in pos:
+                            assert pos[("bp_end", c, rc, t + delayed)] < here, (c, g.name, t)
                 if t < T - 1:  # BPTT: step t needs the error of step t+1
                     assert pos[("bp_end", g.name, r, t + 1)] < here
                 if ("wg", g.name, r, t) in pos:  # WG needs this layer's output error at t
