@@ -9,6 +9,7 @@ import math
 
 from spikeforge.isa.arch import Arch
 from spikeforge.isa.program import Header, Instr, Loop, Program
+from spikeforge.mapping.bands import read_elements
 from spikeforge.mapping.dataflow import CORE, DRAM, Dataflow
 from spikeforge.mapping.groups import Group
 from spikeforge.mapping.plan import Piece, Plan, bptt_bytes, needed_elements, state_bytes, weight_bytes
@@ -32,30 +33,51 @@ def _split(pairs: set[tuple[str, float]], size: int) -> dict[str, int]:
     return {k: v for k, v in out.items() if v}
 
 
-class _Emitter:
-    def __init__(self, plan: Plan, schedule: Schedule, df: Dataflow, core: tuple[int, int]):
-        self.plan, self.sched, self.df, self.arch, self.core = plan, schedule, df, plan.arch, core
+class _Layout:
+    """What every core's emitter looks up: groups, pieces and NoC links indexed once."""
+
+    def __init__(self, plan: Plan):
         self.gmap = {g.name: g for g in plan.groups}
-        self.vb = self.arch.value_bytes
-        self.T, self.B = plan.config.timesteps, plan.config.batch
-        self.round_of_group: dict[str, set[int]] = {}
-        for p in plan.pieces:
-            self.round_of_group.setdefault(p.group, set()).add(p.round)
         self.graph_outputs = {op.inputs[0] if op.kind == "output" else op.name for op in plan.graph.outputs}
         self.consumers = {g.name: [h for h in plan.groups if any(e.src == g.name for e in h.in_edges)]
                           for g in plan.groups}
-        self.barrier = 0
+        self.round_of_group: dict[str, set[int]] = {}
+        self.by_round: dict[tuple[str, int], list[Piece]] = {}  # (group, round) -> its pieces
         self.cores_of: dict[tuple[str, int], list] = {}  # (group, round) -> its cores, the leader first
         for p in plan.pieces:
+            self.round_of_group.setdefault(p.group, set()).add(p.round)
+            self.by_round.setdefault((p.group, p.round), []).append(p)
             cs = self.cores_of.setdefault((p.group, p.round), [])
             if p.core not in cs:
                 cs.append(p.core)
         for cs in self.cores_of.values():
             cs.sort()
+        self.links_from: dict[tuple, list] = {}  # (group, round, source core) -> its NoC links
+        self.links_to: dict[tuple, list] = {}  # (consumer group, round, destination core) -> its NoC links
+        for l in plan.links:
+            self.links_from.setdefault((l.src, l.round, l.a), []).append(l)
+            self.links_to.setdefault((l.dst, l.round, l.b), []).append(l)
+
+
+class _Emitter:
+    def __init__(self, plan: Plan, schedule: Schedule, df: Dataflow, layout: _Layout, core: tuple[int, int]):
+        self.plan, self.sched, self.df, self.arch, self.core = plan, schedule, df, plan.arch, core
+        self.lay = layout
+        self.gmap, self.consumers, self.cores_of = layout.gmap, layout.consumers, layout.cores_of
+        self.round_of_group, self.graph_outputs = layout.round_of_group, layout.graph_outputs
+        self.vb = self.arch.value_bytes
+        self.T, self.B = plan.config.timesteps, plan.config.batch
+        self.barrier = 0
 
     # -- helpers --------------------------------------------------------------------------------
     def _mine(self, g: str, r: int) -> list[Piece]:
-        return [p for p in self.plan.pieces if p.group == g and p.core == self.core and p.round == r]
+        return [p for p in self.lay.by_round.get((g, r), []) if p.core == self.core]
+
+    def _links_from(self, g: str, r: int) -> list:
+        return self.lay.links_from.get((g, r, self.core), [])
+
+    def _links_to(self, g: str, r: int) -> list:
+        return self.lay.links_to.get((g, r, self.core), [])
 
     def _share(self, g: Group, ps: list[Piece]) -> float:
         return sum(p.hi - p.lo for p in ps) / g.units
@@ -127,7 +149,7 @@ class _Emitter:
                     out += [i for p in ps for i in self._weights(g, p, "fp")]
                 out += [Instr(t.opcode, (t.layer, t.lo, t.hi)) for t in st.tasks if t.core == self.core]
                 out += [Instr("noc.send", ("spike" if l.spike else "psum", l.b, l.fwd, g.last.name))
-                        for l in self.plan.links if l.src == g.name and l.a == self.core and l.round == st.round and l.fwd
+                        for l in self._links_from(g.name, st.round) if l.fwd
                         and self._inputs_home(g.name, self.gmap[l.dst]) == CORE]
                 out += self._fp_outputs(g, ps, st.round)
                 out += [i for p in ps for i in self._bptt(g, p, True)]
@@ -149,17 +171,29 @@ class _Emitter:
                                            g.last.name, home)))
         return out
 
+    @staticmethod
+    def _per_core(e, g: Group) -> bool:
+        """Does each core of g read its own part of edge e (aligned units, or the rows under a
+        band), rather than the first core reading all of it for every core?"""
+        return e.aligned or g.bands > 1
+
     def _from_elsewhere(self, e, g: Group, ps: list[Piece], r: int) -> float:
         """Elements of edge e that pieces ps (this core, round r) read from memory rather than
         from a producer over the NoC: all of it for the network input or when g's input window
         waits outside the cores, else the part its producer computed in other rounds."""
+        graph, spans = self.plan.graph, [(q.lo, q.hi) for q in ps]
         if e.src not in self.gmap or self._inputs_home(e.src, g) != CORE:
+            if g.bands > 1 and not e.aligned:
+                return read_elements(graph, e, None, 0, 0, g, spans)
             return e.elements * (self._share(g, ps) if e.aligned else 1.0)
         src = self.gmap[e.src]
-        other = [p for p in self.plan.pieces if p.group == e.src and p.round != r]
+        if g.bands > 1 and not e.aligned:  # all the rows it reads, less those its round's producers send
+            return read_elements(graph, e, None, 0, 0, g, spans) - sum(
+                read_elements(graph, e, src, p.lo, p.hi, g, spans) for p in self.lay.by_round.get((e.src, r), []))
+        other = [p for rr in self.round_of_group[e.src] - {r} for p in self.lay.by_round[(e.src, rr)]]
         if e.aligned:
-            return sum(needed_elements(e, src, p, q, g) for p in other for q in ps)
-        return sum(needed_elements(e, src, p, ps[0], g) for p in other)
+            return sum(needed_elements(graph, e, src, p, q, g) for p in other for q in ps)
+        return sum(needed_elements(graph, e, src, p, ps[0], g) for p in other)
 
     def _fp_inputs(self, g: Group, ps: list[Piece], r: int) -> list[Instr]:
         """Inputs from memory: an aligned share is loaded by each core; a full input (every core
@@ -177,15 +211,16 @@ class _Emitter:
             share = self.df.flows[g.name].inputs_share if level == home else 1.0
             size = self._bytes(elems, e.spike) * reads
             kind = "spike" if e.spike else "psum"
-            if e.aligned or self.core == cores[0]:
+            own = self._per_core(e, g)
+            if own or self.core == cores[0]:
                 out += [Instr("dma.load", (_buffer(self.arch, "input", "fp"), part, "activations", g.root.name, lvl))
                         for lvl, part in sorted(_split({(level, share)}, size).items())]
-            if not e.aligned and self.core == cores[0]:
+            if not own and self.core == cores[0]:
                 out += [Instr("noc.send", (kind, c, size, e.src_op)) for c in cores[1:]]
-            elif not e.aligned:
+            elif not own:
                 out.append(Instr("noc.recv", (kind, cores[0], size, e.src_op)))
         out += [Instr("noc.recv", ("spike" if l.spike else "psum", l.a, l.fwd, self.gmap[l.src].last.name))
-                for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == r and l.fwd
+                for l in self._links_to(g.name, r) if l.fwd
                 and self._inputs_home(l.src, g) == CORE]
         return out
 
@@ -202,7 +237,7 @@ class _Emitter:
             out += [Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), parts[home], "errors", g.last.name, home))
                     for home in sorted(parts)]
             out += [Instr("noc.recv", ("grad", l.b, l.bwd, self.gmap[l.dst].root.name))
-                    for l in self.plan.links if l.src == g.name and l.a == self.core and l.round == st.round and l.bwd
+                    for l in self._links_from(g.name, st.round) if l.bwd
                     and self._errors_home(g.name, self.gmap[l.dst]) == CORE]
             for p in ps:
                 out += self._bptt(g, p, False)
@@ -217,7 +252,7 @@ class _Emitter:
             out += self._wgrad(t, True) if step_wgrad else []
         if ps:
             out += [Instr("noc.send", ("grad", l.a, l.bwd, g.root.name))
-                    for l in self.plan.links if l.dst == g.name and l.b == self.core and l.round == st.round and l.bwd
+                    for l in self._links_to(g.name, st.round) if l.bwd
                     and self._errors_home(l.src, g) == CORE]
             cores = self.cores_of[(g.name, st.round)]
             for e in g.in_edges:
@@ -226,10 +261,11 @@ class _Emitter:
                     continue
                 home = self._errors_home(e.src, g)
                 size = math.ceil(elems) * self.vb
-                if not e.aligned and self.core != cores[0]:  # partial sums go to the first core
+                own = self._per_core(e, g)
+                if not own and self.core != cores[0]:  # partial sums go to the first core
                     out.append(Instr("noc.send", ("grad", cores[0], size, g.root.name)))
                     continue
-                if not e.aligned:
+                if not own:
                     out += [Instr("noc.recv", ("grad", c, size, g.root.name)) for c in cores[1:]]
                 share = 1.0 if home == CORE else self.df.flows[g.name].errors_share
                 out += [Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), part, "errors", g.root.name, lvl))
@@ -250,9 +286,15 @@ class _Emitter:
             eng = "fp" if st.phase == "fp" else "bp"
             if eng == "fp" or any(t.opcode == "bp.propagate" and t.core == self.core for t in st.tasks):
                 out += [i for p in self._mine(g.name, st.round) for i in self._weights(g, p, eng)]
-        if self.df.order == "sample":  # the gradient of earlier samples is read back (batch: one window)
-            out += [i for t in self._windowed_wg(st) for i in self._wgrad(t, False)]
+        # the gradient of earlier samples is read back (batch: one window), and so is the one the
+        # channel's other bands have summed (a band after the first adds to it)
+        out += [i for t in self._windowed_wg(st) if self.df.order == "sample" or self._later_band(t)
+                for i in self._wgrad(t, False)]
         return out
+
+    def _later_band(self, t) -> bool:
+        g = self.gmap[t.group]
+        return g.bands > 1 and self.plan.pieces[t.piece].lo % g.bands != 0
 
     def window_close(self, st: Stage) -> list[Instr]:
         return [i for t in self._windowed_wg(st) for i in self._wgrad(t, True)]
@@ -331,8 +373,9 @@ def generate(plan: Plan, schedule: Schedule, df: Dataflow) -> Program:
     cores: dict[tuple[int, int], list] = {}
     fp_stages = [st for r in range(plan.rounds) for st in schedule.fp[r]]
     bp_stages = [st for r in reversed(range(plan.rounds)) for st in schedule.bp[r]] if cfg.training else []
+    layout = _Layout(plan)
     for core in arch.cores:
-        em = _Emitter(plan, schedule, df, core)
+        em = _Emitter(plan, schedule, df, layout, core)
         body = em.preload()
         if df.order == "step":
             per_sample = [Loop("time", cfg.timesteps, False, [i for st in schedule.fp[r] for i in em.fp_stage(st)])

@@ -137,12 +137,19 @@ class _Static:
         self.work = {li.name: li for li in graph.layers()}
         self.arch, self.training, self.optimizer = arch, training, optimizer
         self.vb = arch.value_bytes * 8
-        self.cache: dict[int, tuple] = {}
+        self.cache: dict[Instr, tuple] = {}
+        self.buffers: dict[tuple[str, str], object] = {}
 
     def __call__(self, ins: Instr) -> tuple:
-        got = self.cache.get(id(ins))
+        got = self.cache.get(ins)
         if got is None:
-            got = self.cache[id(ins)] = self._static(ins)
+            got = self.cache[ins] = self._static(ins)
+        return got
+
+    def _buffer(self, role: str, engine: str):
+        got = self.buffers.get((role, engine))
+        if got is None:
+            got = self.buffers[(role, engine)] = self.arch.buffer_for(role, engine)
         return got
 
     def _static(self, ins: Instr) -> tuple:
@@ -150,11 +157,16 @@ class _Static:
         layer, lo, hi = ins.args
         op, li = self.layers[layer], self.work[layer]
         share = (hi - lo) / max(op.type.size, 1)
-        n, vb, a = hi - lo, self.vb, self.arch
+        n, vb = hi - lo, self.vb
         eng, kind = ins.op.split(".")
         spike_in = bool(op.inputs) and self.layers[op.inputs[0]].type.kind == SPIKE
         in_bits = (self.layers[op.inputs[0]].type.size if op.inputs else 0) * (1 if spike_in else vb)
         wbits = li.params * share * vb
+        per_ch = max(op.type.size, 1) / (op.type.shape[0] if op.type.shape else 1)
+        if n < per_ch and math.ceil(hi / per_ch) - lo // per_ch == 1:
+            # a row band of one channel (mapping/bands.py): the channel's weights, the band's share of the input
+            wbits = li.params / op.type.shape[0] * vb
+            in_bits *= n / per_ch
         key = None
         if kind in ("integrate", "propagate", "accumulate"):
             key = {"integrate": "fp_ops", "propagate": "bp_ops", "accumulate": "wg_ops"}[kind]
@@ -181,7 +193,7 @@ class _Static:
             rd, wr = {"psum": n * vb}, {"psum": n * vb}
         reads, writes, port = {}, {}, 0
         for role in set(rd) | set(wr):
-            buf = a.buffer_for(role, eng)
+            buf = self._buffer(role, eng)
             r, w = rd.get(role, 0), wr.get(role, 0)
             reads[buf.name] = reads.get(buf.name, 0) + r
             writes[buf.name] = writes.get(buf.name, 0) + w

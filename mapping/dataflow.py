@@ -129,7 +129,8 @@ def assign(plan: Plan, name: str, order: str, use_global: bool = True, fuse: boo
                 role["weights"] = role.get("weights", 0) + w
                 df.resident_weights.add(p.id)
             wg = weight_bytes(g, u, arch)
-            if training and wg and role.get("wgrad", 0) + wg <= gtile:
+            # a band's gradient is a partial sum of its channel's: it lives where the bands meet
+            if training and wg and g.bands == 1 and role.get("wgrad", 0) + wg <= gtile:
                 role["wgrad"] = role.get("wgrad", 0) + wg
                 df.resident_wgrad.add(p.id)
             if training and g.neurons:

@@ -15,6 +15,7 @@ import numpy as np
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.arch import Arch
 from spikeforge.isa.program import OPTIMIZERS, STATE_WORD_BYTES
+from spikeforge.mapping.bands import band_choices, read_elements, set_bands
 from spikeforge.mapping.groups import Edge, Group, build_groups, piece_bounds
 from spikeforge.mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
 
@@ -98,7 +99,8 @@ def membrane_bytes(g: Group, units: int, arch: Arch) -> int:
 
 
 def weight_bytes(g: Group, units: int, arch: Arch) -> int:
-    w = g.weights * units / g.units if g.split_weights else g.weights
+    """Weights of `units` of g: their channels' whole kernels (a band needs its channel's)."""
+    w = g.weights * math.ceil(units / g.bands) / g.channels if g.split_weights else g.weights
     return math.ceil(w) * _vb(arch)
 
 
@@ -132,14 +134,11 @@ def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece
     packing: dict[int, int] = {}
     used, load, r = np.zeros(arch.n_cores), np.zeros(arch.n_cores), 0
     for g in groups:
-        per_unit = membrane_bytes(g, 1, arch) if g.states else 0
-        if per_unit > cap:
-            raise SpikeforgeError(
-                f"layer '{g.name}': one unit (output channel or neuron) needs {per_unit / 1024:.1f} KiB of "
-                f"membrane state, more than a core's membrane SRAM ({cap / 1024:.1f} KiB)")
+        if g.states and membrane_bytes(g, 1, arch) > cap:
+            _band(g, arch)
         by_mem = math.ceil(membrane_bytes(g, g.units, arch) / (PIECE_SHARE * cap)) if g.states else 1
         by_work = math.ceil(PIECES_PER_CORE * arch.n_cores * _work(g, cfg.training) / total_work)
-        for lo, hi in piece_bounds(g.units, max(1, by_mem, by_work)):
+        for lo, hi in piece_bounds(g.units, g.units if g.bands > 1 else max(1, by_mem, by_work)):
             m = membrane_bytes(g, hi - lo, arch)
             room = np.flatnonzero(used + m <= FILL * cap) if used.any() else np.arange(arch.n_cores)
             if not len(room):
@@ -154,10 +153,31 @@ def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece
     return pieces, packing
 
 
+def _band(g: Group, arch: Arch) -> None:
+    """Split each channel of g into the fewest row bands of at most PIECE_SHARE of a core's
+    membrane SRAM (or, failing that, of at most all of it); one band is one piece."""
+    cap = arch.capacity("membrane")
+    per_unit = membrane_bytes(g, 1, arch)
+    choices = band_choices(g)
+    fit = [n for n in choices if per_unit / n <= PIECE_SHARE * cap] or [n for n in choices if per_unit / n <= cap]
+    if len(choices) == 1:
+        raise SpikeforgeError(
+            f"layer '{g.name}': one unit (output channel or neuron) needs {per_unit / 1024:.1f} KiB of "
+            f"membrane state, more than a core's membrane SRAM ({cap / 1024:.1f} KiB)")
+    if not fit:
+        raise SpikeforgeError(
+            f"layer '{g.name}': one output channel needs {per_unit / 1024:.1f} KiB of membrane state; even in its "
+            f"finest {choices[-1]} row bands one band needs {per_unit / choices[-1] / 1024:.1f} KiB, more than "
+            f"a core's membrane SRAM ({cap / 1024:.1f} KiB)")
+    set_bands(g, fit[0])
+
+
 # ---- traffic between pieces ------------------------------------------------------------------
 
-def needed_elements(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
+def needed_elements(graph: Graph, edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
     """Elements of p's output that piece q reads."""
+    if dst.bands > 1 and not edge.aligned:
+        return read_elements(graph, edge, src, p.lo, p.hi, dst, [(q.lo, q.hi)])
     per_unit = edge.elements / src.units
     if not edge.aligned:
         return round(per_unit * (p.hi - p.lo))
@@ -167,7 +187,7 @@ def needed_elements(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> i
     return max(0, round(per_unit * (hi - lo)))
 
 
-def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, arch: Arch):
+def _flows(graph: Graph, plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, arch: Arch):
     """(p, q, fwd_bytes, bwd_bytes, spike) for every producer piece p read by consumer piece q in the
     same round (per sample and step). Forward: spikes as address events, real values dense."""
     by_group: dict[tuple[str, int], list[Piece]] = {}
@@ -183,7 +203,7 @@ def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, a
             for r in rounds:
                 for q in by_group.get((dst.name, r), []):
                     for p in by_group.get((src.name, r), []):
-                        n = needed_elements(e, src, p, q, dst)
+                        n = needed_elements(graph, e, src, p, q, dst)
                         if n <= 0:
                             continue
                         fwd = math.ceil(n * cfg.spike_rate) * EVENT_BYTES if e.spike else n * _vb(arch)
@@ -332,7 +352,7 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
     pieces, packing = _pieces(groups, arch, cfg)
     n_rounds = pieces[-1].round + 1 if pieces else 0
     cap = arch.capacity("membrane")
-    flows = _flows(gmap, pieces, cfg, arch)
+    flows = _flows(graph, gmap, pieces, cfg, arch)
     bwd_cap = {p.id: _out_bytes(gmap[p.group], p) * _vb(arch) for p in pieces}
     hops = hops_matrix(arch.rows, arch.cols)
     core_index: dict[int, int] = {}
