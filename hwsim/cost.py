@@ -20,7 +20,7 @@ from spikeforge.isa.program import Program
 class Costs:
     activity: Activity
     timing: Timing
-    energy: dict[str, float]  # pJ per term: compute, sram, noc, dram, static
+    energy: dict[str, float]  # pJ per term: compute, sram, noc, dram, static, link
 
     @property
     def cycles(self) -> int:
@@ -88,5 +88,5 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
 def reprice(activity: Activity, arch: Arch) -> Costs:
     """The costs of an activity under `arch`'s energy tables, clock, DRAM and NoC figures."""
     t = time(activity, arch)
-    return Costs(activity, t, price(activity.total, arch, t.seconds))
+    return Costs(activity, t, price(activity.total, arch, t.seconds, arch.n_cores * activity.chips))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from spikeforge.compiler.frontends import load_model
 from spikeforge.isa import Graph, SpikeforgeError
-from spikeforge.isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
+from spikeforge.isa.limits import MAX_BATCH, MAX_CHIPS, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
 from spikeforge.outdir import check_writable, write_all, write_file
 
 TRAINED = "model.sfir"  # what `train -o OUTDIR` writes: the model with its trained weights (IR text)
@@ -49,10 +49,10 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
                    batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
                    dt: float | None = None, reset: str | None = None, exporter: str = "snntorch",
                    dataflow: str = "search", objective: str = "energy", optimizer: str = "sgd",
-                   progress: bool = False) -> dict:
-    """Compile `model` onto `arch`, and the sequential baseline beside it; write
-    OUTDIR/placement.yaml, OUTDIR/program.sasm and OUTDIR/compile.json (all or nothing).
-    Returns the compile.json figures."""
+                   chips: int | None = None, progress: bool = False) -> dict:
+    """Compile `model` onto `arch` (split over `chips` copies of it, default its system's), and
+    the sequential baseline beside it; write OUTDIR/placement.yaml, OUTDIR/program.sasm and
+    OUTDIR/compile.json (all or nothing). Returns the compile.json figures."""
     import yaml
 
     from spikeforge.compiler.driver import compile_model
@@ -60,11 +60,11 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     from spikeforge.isa.sasm import disassemble
     from spikeforge.progress import steps
 
-    _check_run(timesteps, batch, seed)
+    _check_run(timesteps, batch, seed, chips)
     check_writable(out)
     graph = load_model(model, weights=False, dt=dt, reset=reset, exporter=exporter) if isinstance(model, str) else model
     kw = dict(arch=arch, training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed,
-              dataflow=dataflow, objective=objective, optimizer=optimizer)
+              dataflow=dataflow, objective=objective, optimizer=optimizer, chips=chips)
     with steps(progress, 3) as step:
         step("mapping (METIS + placement) and dataflow search")
         compiled = compile_model(graph, strategy=strategy, **kw)
@@ -84,10 +84,12 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     return stats
 
 
-def _check_run(timesteps: int, batch: int, seed: int) -> None:
+def _check_run(timesteps: int, batch: int, seed: int, chips: int | None = None) -> None:
     check_int("--timesteps", timesteps, 1, MAX_TIMESTEPS)
     check_int("--batch", batch, 1, MAX_BATCH)
     check_int("--seed", seed, 0, MAX_SEED)
+    if chips is not None:
+        check_int("--chips", chips, 1, MAX_CHIPS)
 
 
 def _sha256(text: str) -> str:
@@ -97,7 +99,7 @@ def _sha256(text: str) -> str:
 def _from_compile_dir(path: str, allow_nonfinite: bool = False):
     """Model, arch and program of a directory written by `compile`, its files checked against
     the hashes compile.json holds."""
-    from spikeforge.isa.arch import load_arch
+    from spikeforge.isa.arch import load_arch, with_chips
     from spikeforge.isa.safeio import read_text
     from spikeforge.isa.sasm import assemble
 
@@ -124,19 +126,20 @@ def _from_compile_dir(path: str, allow_nonfinite: bool = False):
     program = assemble(text, str(d / "program.sasm"))
     graph = load_model(src["model"], seed=src["seed"], dt=src.get("dt"), reset=src.get("reset"),
                        exporter=src.get("exporter", "snntorch"), allow_nonfinite=allow_nonfinite)
-    return graph, load_arch(src["arch"]), program
+    return graph, with_chips(load_arch(src["arch"]), program.header.chips), program
 
 
 def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", training: bool = False,
                     timesteps: int = 4, batch: int = 1, input_file: str | None = None, rate: float | None = None,
                     seed: int = 0, mode: str = "sparse", record_spikes: bool = False, dt: float | None = None,
                     reset: str | None = None, exporter: str = "snntorch", dataflow: str = "search",
-                    objective: str = "energy", optimizer: str = "sgd", progress: bool = False,
-                    allow_nonfinite: bool = False) -> dict:
-    """Compile (unless MODEL is a `compile` output directory, whose header gives T, B, training
-    and the optimizer) and simulate one step on real data; write OUTDIR/report.json (and
-    spikes.npz with `record_spikes`). Returns the report. Weights and inputs must be finite
-    unless `allow_nonfinite`."""
+                    objective: str = "energy", optimizer: str = "sgd", chips: int | None = None,
+                    progress: bool = False, allow_nonfinite: bool = False) -> dict:
+    """Compile (over `chips` copies of the chip, default its system's; unless MODEL is a
+    `compile` output directory, whose header gives T, B, training, the optimizer and the chips)
+    and simulate one step on real data; write OUTDIR/report.json (and spikes.npz with
+    `record_spikes`). Returns the report. Weights and inputs must be finite unless
+    `allow_nonfinite`."""
     import os
 
     import numpy as np
@@ -145,7 +148,7 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
     from spikeforge.hwsim.simulate import make_input, read_input, simulate
     from spikeforge.progress import bar
 
-    _check_run(timesteps, batch, seed)
+    _check_run(timesteps, batch, seed, chips)
     if rate is not None and not 0 <= rate <= 1:
         raise SpikeforgeError(f"--rate: must be in [0, 1], got {rate}")
     if out is not None:
@@ -160,7 +163,7 @@ def simulate_to_dir(model: str, out: str | None = None, arch: str = "default", t
     check_memory(f"a step of {graph.name} (T = {timesteps}, B = {batch})", graph.footprint(timesteps, batch, training))
     if program is None:
         c = compile_model(graph, arch, training=training, timesteps=timesteps, batch=batch, seed=seed,
-                          dataflow=dataflow, objective=objective, optimizer=optimizer)
+                          dataflow=dataflow, objective=objective, optimizer=optimizer, chips=chips)
         chip, program, alternatives = c.arch, c.program, c.alternatives
     x = make_input(graph, timesteps, batch, rate, seed, data)
     with bar(progress, batch, "simulating") as advance:

@@ -97,6 +97,13 @@ def print_compile(s: dict, out: str) -> None:
         for role, u in core["sram"].items():
             peak[role] = max(peak.get(role, 0), u["percent"])
     c.print("peak SRAM use per buffer role: " + ", ".join(f"{k} {v:.0f}%" for k, v in sorted(peak.items()) if v))
+    if "chips" in s:
+        x = s["chips"]
+        c.print(f"{x['count']} chips ({x['topology']}, {x['link']['gb_per_s']:g} GB/s links): "
+                + "; ".join(f"chip {k['chip']} {len(k['groups'])} groups in {k['rounds']} round(s)" for k in x["chips"]))
+        c.print(f"{len(x['cut_tensors'])} cut tensor(s): " + ", ".join(
+                    f"{t['tensor']} chip {t['from_chip']}->{t['to_chip']}" for t in x["cut_tensors"])
+                + f"; chip-to-chip {_bytes(x['link_bytes']['program'])} per step (analytic {_bytes(x['link_bytes']['analytic'])})")
     c.print(f"wrote {out}/placement.yaml, {out}/program.sasm, {out}/compile.json")
 
 
@@ -128,6 +135,9 @@ def print_report(rep: dict, out: str | None) -> None:
     total = t["energy_pj"] or 1
     con.print("energy: " + ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in e.items()))
     con.print("DRAM: " + ", ".join(f"{k} {_si(v)}B" for k, v in t["dram_bytes_by_category"].items()))
+    if "chip_link_bytes" in t:
+        con.print(f"chip-to-chip links ({c['chips']} chips): {_si(t['chip_link_bytes'])}B, "
+                  f"{t['chip_link_energy_pj'] / 1e6:,.3f} µJ")
     cyc = t["cycles_by_bound"]
     con.print(f"bottleneck: {t['bottleneck']} ({100 * cyc[t['bottleneck']] / max(t['cycles'], 1):.0f} % of cycles; "
               + ", ".join(f"{k} {100 * v / max(t['cycles'], 1):.0f} %" for k, v in cyc.items()) + ")")
