@@ -306,10 +306,12 @@ class _Emitter:
                 elems = self._from_elsewhere(e, g, ps, st.round) if e.src in self.gmap else 0
                 if not elems:
                     continue
-                if self.plan.chip_of[e.src] != self.chip:
-                    out += self._errors_out(e, g, ps, st.round)
+                remote = self.plan.chip_of[e.src] != self.chip
+                if remote and e.aligned:  # no partial sums: each core's part goes straight to the producer's chip
+                    out += [Instr("link.send", ("grad", self.plan.chip_of[e.src], self.lay.leader(e.src), n,
+                                                g.root.name)) for c, n in self._error_parts(e, g, st.round)
+                            if c == self.core]
                     continue
-                home = self._errors_home(e.src, g)
                 size = math.ceil(elems) * self.vb
                 own = self._per_core(e, g)
                 if not own and self.core != cores[0]:  # partial sums go to the first core
@@ -317,7 +319,16 @@ class _Emitter:
                     continue
                 if not own:
                     out += [Instr("noc.recv", ("grad", c, size, g.root.name)) for c in cores[1:]]
-                out += self._store_errors(e, g, size)
+                if not remote:
+                    out += self._store_errors(e, g, size)
+                    continue
+                # partial sums add up in this chip's DRAM; after g's last backward round its first
+                # core sends the sum to the producer's chip
+                out.append(Instr("dma.store", (_buffer(self.arch, "grad_out", "bp"), size, "errors", g.root.name, DRAM)))
+                for _, n in self._error_parts(e, g, st.round) if self.core == cores[0] else []:
+                    out += [Instr("dma.load", (_buffer(self.arch, "grad_out", "bp"), n * self.vb, "errors", g.root.name,
+                                               DRAM)),
+                            Instr("link.send", ("grad", self.plan.chip_of[e.src], self.lay.leader(e.src), n, g.root.name))]
         if g and self.plan.chip_of[g.name] != self.chip:
             out += [i for e in g.in_edges if e.src in self.gmap and self.plan.chip_of[e.src] == self.chip
                     and self.lay.leader(e.src) == self.core for i in self._errors_in(e, g, st.round)]
@@ -334,31 +345,11 @@ class _Emitter:
     def _error_parts(self, e, g: Group, r: int) -> list[tuple[tuple[int, int], int]]:
         """(core, elements) of the errors over edge e, to a producer on another chip, that g's cores
         send in round r: each core its own units' when e is aligned; else the first core the sum
-        of all, once, in g's last backward round (its first round)."""
+        of all rounds' partial sums, once, in g's last backward round (its first round)."""
         cores = self.cores_of[(g.name, r)]
         if e.aligned:
             return [(c, math.ceil(self._from_elsewhere(e, g, self._on(g.name, r, c), r))) for c in cores]
         return [(cores[0], e.elements)] if r == min(self.round_of_group[g.name]) else []
-
-    def _errors_out(self, e, g: Group, ps: list[Piece], r: int) -> list[Instr]:
-        """On g's cores: the errors over edge e to its producer's chip. Partial sums (an edge that
-        is not aligned) meet on the first core, and across g's rounds in this chip's DRAM."""
-        a, to = self.plan.chip_of[e.src], self.lay.leader(e.src)
-        if e.aligned:
-            return [Instr("link.send", ("grad", a, to, n, g.root.name)) for c, n in self._error_parts(e, g, r)
-                    if c == self.core]
-        cores = self.cores_of[(g.name, r)]
-        if self.core != cores[0]:
-            return [Instr("noc.send", ("grad", cores[0], math.ceil(self._from_elsewhere(e, g, ps, r)) * self.vb,
-                                       g.root.name))]
-        out = [Instr("noc.recv", ("grad", c, math.ceil(self._from_elsewhere(e, g, self._on(g.name, r, c), r))
-                                  * self.vb, g.root.name)) for c in cores[1:]]
-        partial = _buffer(self.arch, "grad_out", "bp"), e.elements * self.vb, "errors", g.root.name, DRAM
-        rounds = self.round_of_group[g.name]
-        if r != min(rounds):  # not its last backward round: the partial sum waits in DRAM
-            return out + [Instr("dma.store", partial)]
-        out += [Instr("dma.load", partial)] if len(rounds) > 1 else []
-        return out + [Instr("link.send", ("grad", a, to, n, g.root.name)) for _, n in self._error_parts(e, g, r)]
 
     def _errors_in(self, e, g: Group, r: int) -> list[Instr]:
         """On the producer's first core: the errors g's round r sends back over edge e, stored

@@ -88,6 +88,18 @@ def test_vgg16_chip_to_chip_bytes_equal_the_cut_tensors(vgg16):
                                                         "features.4.conv"]
 
 
+def test_vgg16_training_step_simulates_on_four_edge4_chips(vgg16):
+    graph = load_model("vgg16", seed=0)
+    rep = simulate(graph, vgg16.program, vgg16.arch, make_input(graph, 2, 1, None, 0))
+    t = rep["totals"]
+    assert rep["config"]["chips"] == 4 and t["loss"] > 0 and t["energy_pj"] > 0
+    assert t["chip_link_bytes"] == 18_765_824 and t["chip_link_hop_bytes"] == 2 * 18_765_824
+    assert t["chip_link_energy_pj"] == pytest.approx(2 * 18_765_824 * 8 * 5.0)  # the default link: 5 pJ/bit
+    assert t["energy_breakdown_pj"]["link"] == t["chip_link_energy_pj"]
+    assert sum(t["cycles_by_bound"].values()) == t["cycles"] and "link" in t["cycles_by_bound"]
+    assert len(rep["cores"]) == 16 and {c["core"][0] for c in rep["cores"]} == {0, 1, 2, 3}
+
+
 @pytest.mark.parametrize("model, arch, chips, used", [("mlp", "default", 3, 1), ("vgg11", "edge4", 2, 2)])
 def test_the_functional_result_on_several_chips_equals_one_chips(model, arch, chips, used):
     """mlp fits one chip (it stays on chip 0); vgg11 needs 3 rounds of edge4 and is split."""
