@@ -100,7 +100,7 @@ def print_compile(s: dict, out: str) -> None:
     if "chips" in s:
         x = s["chips"]
         c.print(f"{x['count']} chips ({x['topology']}, {x['link']['gb_per_s']:g} GB/s links): "
-                + "; ".join(f"chip {k['chip']} {len(k['groups'])} groups in {k['rounds']} round(s)" for k in x["chips"]))
+                + "; ".join(f"chip {k['chip']} {len(k['groups'])} group(s) in {k['rounds']} round(s)" for k in x["chips"]))
         c.print(f"{len(x['cut_tensors'])} cut tensor(s): " + ", ".join(
                     f"{t['tensor']} chip {t['from_chip']}->{t['to_chip']}" for t in x["cut_tensors"])
                 + f"; chip-to-chip {_bytes(x['link_bytes']['program'])} per step (analytic {_bytes(x['link_bytes']['analytic'])})")

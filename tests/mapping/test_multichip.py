@@ -138,10 +138,7 @@ def test_one_chip_is_the_program_and_report_there_were_before(capsys, tmp_path):
 
 
 def _run(capsys, *argv):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse usage errors
-        rc = e.code
+    rc = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -178,6 +175,18 @@ def test_a_layer_that_fits_no_core_of_any_chip_is_one_error_line(capsys, tmp_pat
     assert rc == 2 and err.startswith("error: layer 'wide_conv': one output channel needs 78.1 KiB") and err.count("\n") == 1
     assert "one band needs 39.1 KiB, more than a core's membrane SRAM (32.0 KiB)" in err
     assert not (tmp_path / "o").exists()
-    for bad in ("0", "x", "100000"):
+    for bad in ("0", "100000"):
         rc, _, err = _run(capsys, "compile", "mlp", "--chips", bad, "-o", tmp_path / "o")
-        assert rc == 2 and err.startswith("error: ") and "chips" in err and err.count("\n") == 1
+        assert rc == 2 and err.startswith("error: --chips") and err.count("\n") == 1
+    arch = tmp_path / "many.yaml"
+    _, text, _ = _run(capsys, "arch", "show", "large64")
+    arch.write_text(text.replace("mesh: {rows: 8, cols: 8}", "mesh: {rows: 256, cols: 256}"))
+    rc, _, err = _run(capsys, "compile", "mlp", "--arch", arch, "--chips", "2", "-o", tmp_path / "o")
+    assert rc == 2 and err == "error: chips: 2 chips of 65536 cores are more than 65536 cores, the limit of the mapper\n"
+    arch.write_text(text + "system: {chips: 5000, topology: star, link: {gb_per_s: 8, pj_per_bit: 5, latency_ns: 1000}}\n")
+    rc, _, err = _run(capsys, "compile", "mlp", "--arch", arch, "-o", tmp_path / "o")
+    assert rc == 2 and "system.chips: must be at most 1024, got 5000" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as e:  # argparse
+        main(["compile", "mlp", "--chips", "x", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: argument --chips") and err.count("\n") == 1
