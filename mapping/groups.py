@@ -1,7 +1,8 @@
 """Mapping units. A *group* is a root op (weight op, pooling or reduction that starts a layer)
 plus the ops fused after it that are element-wise along the root's first axis (batch-norm,
 neurons, residual add, mask, channel-preserving pooling, flatten). A group splits into *pieces*
-along that axis (output channels of a conv, output neurons of a linear), never finer.
+along that axis (output channels of a conv, output neurons of a linear), or, when one channel
+exceeds a core's membrane SRAM, into row bands of its channels (mapping/bands.py).
 
 A `delay` op is no group: a group reading one reads its source's values of the previous step
 (a delayed edge). Groups on a cycle through delayed edges form a *recurrent set*, which runs
@@ -22,7 +23,8 @@ _STATES = {"lif": 1, "if": 1, "li": 1, "cubalif": 2, "threshold": 0}
 
 @dataclass
 class Group:
-    """A layer as the mapper sees it: ops [root, *followers], split into `units` along axis 0."""
+    """A layer as the mapper sees it: ops [root, *followers], split into `units` along axis 0
+    (or, with `bands` > 1, into `bands` row bands of each channel: units = channels x bands)."""
 
     name: str
     ops: list[Op]
@@ -37,6 +39,11 @@ class Group:
     split_weights: bool = True  # weights divide among pieces along the unit axis
     in_edges: list["Edge"] = field(default_factory=list)
     recurrence: str = ""  # on a cycle through delayed edges: the first group of its recurrent set
+    bands: int = 1  # row bands per channel (mapping/bands.py)
+
+    @property
+    def channels(self) -> int:
+        return self.units // self.bands
 
     @property
     def root(self) -> Op:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from spikeforge.compiler.frontends import load_model
 from spikeforge.isa import Graph, SpikeforgeError
-from spikeforge.isa.limits import MAX_BATCH, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
+from spikeforge.isa.limits import MAX_BATCH, MAX_CHIPS, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
 from spikeforge.outdir import check_writable, write_all, write_file
 
 TRAINED = "model.sfir"  # what `train -o OUTDIR` writes: the model with its trained weights (IR text)
@@ -128,8 +128,8 @@ def _digest(data: str | bytes) -> str:
 def compile(model: Graph | str, arch: str = "default", train: bool = False, timesteps: int = 4, batch: int = 1,  # noqa: A001
             strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0, dt: float | None = None,
             reset: str | None = None, exporter: str = "snntorch", dataflow: str = "search",
-            objective: str = "energy", optimizer: str = "sgd", progress: bool = False, html: bool = True,
-            baseline: bool = True) -> CompileResult:
+            objective: str = "energy", optimizer: str = "sgd", chips: int | None = None, progress: bool = False,
+            html: bool = True, baseline: bool = True) -> CompileResult:
     """Compile MODEL (a zoo name, a model file or an in-memory Graph) onto ARCH (a preset or an
     architecture YAML file), with the sequential baseline beside it when `baseline`. The
     result's `save(OUTDIR)` writes placement.yaml, program.sasm, compile.json, report.html (with
@@ -142,13 +142,13 @@ def compile(model: Graph | str, arch: str = "default", train: bool = False, time
     from spikeforge.isa.sasm import disassemble
     from spikeforge.progress import steps
 
-    _check_run(timesteps, batch, seed)
+    _check_run(timesteps, batch, seed, chips)
     if not isinstance(model, (Graph, str)):
         raise SpikeforgeError(f"model: expected a zoo name, a model file or a Graph, got {type(model).__name__}")
     graph = load_model(model, weights=False, dt=dt, reset=reset, exporter=exporter) if isinstance(model, str) else model
     arch_text = _arch_text(arch)
     kw = dict(arch=arch, training=train, timesteps=timesteps, batch=batch, spike_rate=spike_rate, seed=seed,
-              dataflow=dataflow, objective=objective, optimizer=optimizer)
+              dataflow=dataflow, objective=objective, optimizer=optimizer, chips=chips)
     with steps(progress, 3) as step:
         step("mapping (METIS + placement) and dataflow search")
         compiled = compile_model(graph, strategy=strategy, **kw)
@@ -189,10 +189,12 @@ def compile_to_dir(model: Graph | str, out: str, arch: str = "default", training
     return r.doc
 
 
-def _check_run(timesteps: int, batch: int, seed: int) -> None:
+def _check_run(timesteps: int, batch: int, seed: int, chips: int | None = None) -> None:
     check_int("--timesteps", timesteps, 1, MAX_TIMESTEPS)
     check_int("--batch", batch, 1, MAX_BATCH)
     check_int("--seed", seed, 0, MAX_SEED)
+    if chips is not None:
+        check_int("--chips", chips, 1, MAX_CHIPS)
 
 
 @dataclass
@@ -209,7 +211,7 @@ class _Compiled:
 def _from_compile_dir(path: str, allow_nonfinite: bool = False) -> _Compiled:
     """Model, arch and program of a directory written by `compile`, its files checked against
     the hashes compile.json holds."""
-    from spikeforge.isa.arch import arch_from_doc
+    from spikeforge.isa.arch import arch_from_doc, with_chips
     from spikeforge.isa.safeio import load_yaml, read_text
     from spikeforge.isa.sasm import assemble
 
@@ -247,12 +249,13 @@ def _from_compile_dir(path: str, allow_nonfinite: bool = False) -> _Compiled:
                        allow_nonfinite=allow_nonfinite)
     h = program.header
     settings = {"arch": src["arch"], "train": h.training, "timesteps": h.timesteps, "batch": h.batch,
-                "optimizer": h.optimizer, "dataflow": h.dataflow, "seed": src["seed"]}
-    return _Compiled(graph, arch_doc, arch_from_doc(arch_doc, str(d / "arch.yaml")), program, settings)
+                "optimizer": h.optimizer, "dataflow": h.dataflow, "chips": h.chips, "seed": src["seed"]}
+    chip = with_chips(arch_from_doc(arch_doc, str(d / "arch.yaml")), h.chips)
+    return _Compiled(graph, arch_doc, chip, program, settings)
 
 
 _FLAGS = {"arch": "--arch", "train": "--train", "timesteps": "--timesteps", "batch": "--batch",
-          "optimizer": "--optimizer", "dataflow": "--dataflow"}
+          "optimizer": "--optimizer", "dataflow": "--dataflow", "chips": "--chips"}
 
 
 def _contradictions(given: dict, comp: _Compiled) -> list[str]:
@@ -280,7 +283,7 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
              rate: float | None = None, seed: int | None = None, mode: str = "sparse", record_spikes: bool = False,
              dt: float | None = None, reset: str | None = None, exporter: str = "snntorch",
              dataflow: str | None = None, objective: str = "energy", optimizer: str | None = None,
-             progress: bool = False, allow_nonfinite: bool = False, html: bool = True,
+             chips: int | None = None, progress: bool = False, allow_nonfinite: bool = False, html: bool = True,
              recompile: bool = False) -> SimulateResult:
     """Simulate one inference or training step on real data. MODEL: a zoo name, a model file or
     an in-memory Graph (compiled here: defaults arch `default`, inference, T = 4, B = 1, SGD,
@@ -301,11 +304,11 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
     from spikeforge.progress import bar
 
     given = {"arch": arch, "train": train, "timesteps": timesteps, "batch": batch, "optimizer": optimizer,
-             "dataflow": dataflow}
+             "dataflow": dataflow, "chips": chips}
     if rate is not None and not 0 <= rate <= 1:
         raise SpikeforgeError(f"--input-rate: must be in [0, 1], got {rate}")
     for name, v, hi in (("--seed", seed, MAX_SEED), ("--timesteps", timesteps, MAX_TIMESTEPS),
-                        ("--batch", batch, MAX_BATCH)):
+                        ("--batch", batch, MAX_BATCH), ("--chips", chips, MAX_CHIPS)):
         if v is not None:
             check_int(name, v, 0 if name == "--seed" else 1, hi)
     comp = None
@@ -315,7 +318,7 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
             "arch": model.doc["source"]["arch"], "train": c.program.header.training,
             "timesteps": c.program.header.timesteps, "batch": c.program.header.batch,
             "optimizer": c.program.header.optimizer, "dataflow": c.program.header.dataflow,
-            "seed": model.doc["source"]["seed"]})
+            "chips": c.program.header.chips, "seed": model.doc["source"]["seed"]})
         src = model.doc["source"]
         comp.graph = (_with_tensors(copy.deepcopy(c.graph), src["seed"]) if src["kind"] == "graph" else
                       load_model(src["model"], seed=src["seed"], dt=src["dt"], reset=src["reset"],
@@ -334,7 +337,7 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
         graph = comp.graph
     else:
         settings = {"arch": "default", "train": False, "timesteps": 4, "batch": 1, "optimizer": "sgd",
-                    "dataflow": "search", "seed": 0 if seed is None else seed,
+                    "dataflow": "search", "chips": None, "seed": 0 if seed is None else seed,
                     **{k: v for k, v in given.items() if v is not None}}
         graph = model if isinstance(model, Graph) else load_model(
             model, seed=settings["seed"], dt=dt, reset=reset, exporter=exporter, allow_nonfinite=allow_nonfinite)
@@ -357,7 +360,8 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
         chip = load_arch(settings["arch"]) if comp is None or settings["arch"] != comp.settings["arch"] \
             else (arch_from_doc(comp.arch_doc) if comp.arch_doc else comp.chip)
         c = compile_model(graph, chip, training=training, timesteps=T, batch=B, seed=settings["seed"],
-                          dataflow=settings["dataflow"], objective=objective, optimizer=settings["optimizer"])
+                          dataflow=settings["dataflow"], objective=objective, optimizer=settings["optimizer"],
+                          chips=settings["chips"])
         chip, program, alternatives = c.arch, c.program, c.alternatives
     x = make_input(graph, T, B, rate, seed_, data)
     with bar(progress, B, "simulating") as advance:

@@ -246,6 +246,9 @@ def _run_args(p: argparse.ArgumentParser, unset: bool = False) -> None:
                         "ws_batch (batch and time inside a weight tile); docs/dataflow.md")
     p.add_argument("--objective", choices=OBJECTIVES, default="energy",
                    help="what the dataflow search minimises (default energy)")
+    p.add_argument("--chips", type=int, metavar="N", default=None,
+                   help="split the model over a system of N copies of the chip on the architecture's link "
+                        "(default: its system.chips, else 1); docs/multichip.md")
     _optimizer_arg(p, default("sgd"))
 
 
@@ -326,8 +329,8 @@ def _cmd_compile(args) -> None:
     stats = compile_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                            batch=args.batch, strategy=args.strategy, spike_rate=args.spike_rate, seed=args.seed,
                            dt=args.dt, reset=args.reset, exporter=args.exporter, dataflow=args.dataflow,
-                           objective=args.objective, optimizer=args.optimizer, progress=not args.json,
-                           html=not args.no_html)
+                           objective=args.objective, optimizer=args.optimizer, chips=args.chips,
+                           progress=not args.json, html=not args.no_html)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -349,7 +352,8 @@ def _cmd_simulate(args) -> None:
                           batch=args.batch, input_file=args.input, rate=args.input_rate, seed=args.seed, mode=args.mode,
                           record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, exporter=args.exporter,
                           dataflow=args.dataflow, objective=args.objective, optimizer=args.optimizer,
-                          progress=not args.json, allow_nonfinite=args.allow_nonfinite, html=not args.no_html)
+                          chips=args.chips, progress=not args.json, allow_nonfinite=args.allow_nonfinite,
+                          html=not args.no_html)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

@@ -227,7 +227,7 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
                               f"the model's input wants {list(shape)}", graph.name)
     parts = shards(data.y_train, cfg.workers, cfg.partition, cfg.seed, cfg.batch)
     program = compile_model(graph, chip, training=True, timesteps=cfg.timesteps, batch=cfg.batch,
-                            seed=cfg.seed, optimizer=cfg.optimizer).program
+                            seed=cfg.seed, optimizer=cfg.optimizer, chips=1).program  # each worker on one chip
     fp16 = chip.arithmetic == "fp16"
     if fp16:
         store_fp16(graph)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from spikeforge.units import format_bytes
 
-BOUND_COLOURS = {"compute": "#4c78a8", "dram": "#e45756", "noc": "#f58518", "barrier": "#bab0ac"}
+BOUND_COLOURS = {"compute": "#4c78a8", "dram": "#e45756", "noc": "#f58518", "link": "#b279a2", "barrier": "#bab0ac"}
 ENERGY_COLOURS = {"compute": "#4c78a8", "sram": "#72b7b2", "noc": "#f58518", "dram": "#e45756", "static": "#bab0ac"}
 ENGINE_COLOURS = {"fp": "#4c78a8", "bp": "#f58518", "wg": "#54a24b"}
 PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
@@ -116,21 +116,22 @@ def mesh_chart(cores: list[dict], rows: int, cols: int, value: str, unit: str, t
     cw, ch, pad = 150, 78, 6
     vals = [c.get(value, 0) or 0 for c in cores]
     top = max(vals, default=0) or 1
+    chips = 1 + max((c["core"][0] for c in cores if len(c["core"]) == 3), default=0)  # [chip, row, col]: stacked
     body = []
     for c, v in zip(cores, vals):
-        r, col = c["core"]
-        x, y = pad + col * cw, pad + r * ch
+        *chip, r, col = c["core"]
+        x, y = pad + col * cw, pad + (r + (chip[0] if chip else 0) * rows) * ch
         body.append(_rect(x, y, cw - pad, ch - pad, _heat(v / top), tip(c), 'stroke="#999"'))
         layers = list(c.get("layers") or [])  # compile.json: name -> pieces; report.json: names
         label = (layers[0] if layers else "idle") + (f" +{len(layers) - 1}" if len(layers) > 1 else "")
         ink = ' style="fill:#fff"' if v / top > 0.6 else ""
-        body.append(f'<text x="{x + 4}" y="{y + 14}"{ink}>({r},{col}) {_e(label[:22])}</text>')
+        body.append(f'<text x="{x + 4}" y="{y + 14}"{ink}>({",".join(map(str, c["core"]))}) {_e(label[:22])}</text>')
         body.append(f'<text x="{x + 4}" y="{y + 28}"{ink}>{_e(fmt(v, unit))}</text>')
         for i, (eng, u) in enumerate((c.get("utilisation") or {}).items()):
             w = (cw - pad - 8) * min(u, 1.0)
             body.append(_rect(x + 4, y + 36 + i * 11, w, 8, ENGINE_COLOURS.get(eng, "#888"),
                               f"core ({r},{col}) {eng} engine busy {100 * u:.1f} % of the cycles"))
-    return _svg(pad + cols * cw, pad + rows * ch, body)
+    return _svg(pad + cols * cw, pad + chips * rows * ch, body)
 
 
 def links_chart(links: list[dict], rows: int, cols: int) -> str:
@@ -250,7 +251,7 @@ def page(title: str, sections: list[str]) -> str:
 # ---- the pages -------------------------------------------------------------------------------
 
 def _core_tip(c: dict, capacities: dict[str, int]) -> str:
-    lines = [f"core ({c['core'][0]},{c['core'][1]})", "layers: " + (", ".join(list(c.get("layers") or [])) or "none")]
+    lines = [f"core ({','.join(map(str, c['core']))})", "layers: " + (", ".join(list(c.get("layers") or [])) or "none")]
     if "energy_pj" in c:
         lines.append(f"energy {fmt(c['energy_pj'], 'pJ')}")
     for eng, u in (c.get("utilisation") or {}).items():
@@ -321,7 +322,7 @@ def compile_page(stats: dict, rows: int, cols: int) -> str:
     title = (f"{stats['model']} compiled for {stats['arch']}: {'training' if stats['training'] else 'inference'}, "
              f"B={stats['batch']}, T={stats['timesteps']}, {stats['pieces']} pieces, {stats['rounds']} round(s)")
     work = stats["load_balance"]["work_ops"]
-    cores = [{**c, "work": work.get(f"{c['core'][0]},{c['core'][1]}", 0)} for c in stats["cores"]]
+    cores = [{**c, "work": work.get(",".join(map(str, c["core"])), 0)} for c in stats["cores"]]
     layers = sorted({name for c in cores for name in c.get("layers", [])})
     colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(layers)}
     summary = table([("dataflow", "dataflow.name", d["name"], ""),
@@ -336,7 +337,7 @@ def compile_page(stats: dict, rows: int, cols: int) -> str:
         "<h2>Placement</h2>" + _figure("mesh", "work per core (colour) and the layers it holds; hover for SRAM use",
                                        mesh_chart(cores, rows, cols, "work", "ops", lambda c: _core_tip(c, {}))),
         _figure("placement", "the layers on each core (colour per layer)",
-                stacked_bars([(f"core ({c['core'][0]},{c['core'][1]})", {n: 1 for n in c.get("layers", [])})
+                stacked_bars([(f"core ({','.join(map(str, c['core']))})", {n: 1 for n in c.get("layers", [])})
                               for c in cores], colour, "layers")),
         _figure("noc", "NoC: bytes on each directed link per step (planned spike rate)",
                 links_chart(stats["noc"].get("links", []), rows, cols)),

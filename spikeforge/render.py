@@ -62,7 +62,7 @@ def print_arch_list(rows: list[dict]) -> None:
     _console().print(t)
 
 
-BOUNDS = {"compute": "compute", "dram": "DRAM", "noc": "NoC", "barrier": "barrier"}
+BOUNDS = {"compute": "compute", "dram": "DRAM", "noc": "NoC", "barrier": "barrier", "link": "chip-link"}
 
 
 def _share(part: float, whole: float) -> str:
@@ -90,6 +90,14 @@ def print_compile(s: dict, out: str, files: list[str]) -> None:
     c.print(_baseline_table(s))
     c.print("DRAM by category: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in s["dram_bytes"].items()
                                              if k != "total"))
+    if "chips" in s:
+        x = s["chips"]
+        c.print(f"{x['count']} chips ({x['topology']}, {x['link']['gb_per_s']:g} GB/s links): "
+                + "; ".join(f"chip {k['chip']} {len(k['groups'])} group(s) in {k['rounds']} round(s)" for k in x["chips"]))
+        c.print(f"{len(x['cut_tensors'])} cut tensor(s): " + ", ".join(
+                    f"{t['tensor']} chip {t['from_chip']}->{t['to_chip']}" for t in x["cut_tensors"])
+                + f"; chip-to-chip {format_bytes(x['link_bytes']['program'])} per step "
+                  f"(analytic {format_bytes(x['link_bytes']['analytic'])})")
     c.print("wrote " + ", ".join(f"{out}/{f}" for f in files))
 
 
@@ -101,10 +109,9 @@ def core_table(s: dict) -> Table:
         t.add_column(col, justify=just)
     work = s["load_balance"]["work_ops"]
     for core in s["cores"]:
-        r, col = core["core"]
         role, use = max(core["sram"].items(), key=lambda kv: kv[1]["percent"], default=("", {"percent": 0}))
-        t.add_row(f"({r}, {col})", ", ".join(f"{k} ({n})" for k, n in core["layers"].items()) or "idle",
-                  str(core["pieces"]), format_count(work[f"{r},{col}"]), f"{core['instructions']:,}",
+        t.add_row(f"({', '.join(map(str, core['core']))})", ", ".join(f"{k} ({n})" for k, n in core["layers"].items()) or "idle",
+                  str(core["pieces"]), format_count(work[",".join(map(str, core["core"]))]), f"{core['instructions']:,}",
                   f"{role} {use['percent']:.0f} %" if use["percent"] else "")
     return t
 
@@ -193,6 +200,9 @@ def print_report(rep: dict, out: str | None, layers: bool = False) -> None:
     con.print(f"[bold]{verdict(rep)}[/bold]")
     con.print("energy: " + ", ".join(f"{k} {percent(v, t['energy_pj'])}" for k, v in t["energy_breakdown_pj"].items()))
     con.print("DRAM: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in t["dram_bytes_by_category"].items()))
+    if "chip_link_bytes" in t:
+        con.print(f"chip-to-chip links ({rep['config'].get('chips')} chips): {format_bytes(t['chip_link_bytes'])}, "
+                  f"{t['chip_link_energy_pj'] / 1e6:,.3f} µJ")
     con.print("cycles by bound: " + ", ".join(f"{BOUNDS[k]} {percent(v, t['cycles'])}"
                                               for k, v in t["cycles_by_bound"].items()))
     spiking = [l for l in rep["layers"] if l["spike_rate"] is not None]

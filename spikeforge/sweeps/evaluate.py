@@ -51,7 +51,7 @@ def _mapping(model: str, seed: int, arch: str, shape: tuple, training: bool, tim
     """Plan and schedule for the base architecture with the mapper-relevant overrides `shape`."""
     chip = build_arch(_base(arch), dict(shape))
     plan = map_graph(_graph(model, seed), chip, MapConfig(training=training, timesteps=timesteps, batch=batch,
-                                                          seed=seed, optimizer=optimizer))
+                                                          seed=seed, optimizer=optimizer, chips=chip.system.chips))
     check_tiles(plan)
     return plan, build_schedule(plan)
 
