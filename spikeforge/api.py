@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spikeforge.compiler.frontends import load_model
+from spikeforge.compiler.frontends.init import init_tensors
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.limits import MAX_BATCH, MAX_CHIPS, MAX_SEED, MAX_TIMESTEPS, check_int, check_memory
 from spikeforge.outdir import check_writable, write_all, write_file
@@ -247,11 +248,15 @@ def _from_compile_dir(path: str, allow_nonfinite: bool = False) -> _Compiled:
     spec = src["model"] if src["kind"] == "zoo" else str(d / src["file"])
     graph = load_model(spec, seed=src["seed"], dt=src["dt"], reset=src["reset"], exporter=src["exporter"],
                        allow_nonfinite=allow_nonfinite)
-    h = program.header
-    settings = {"arch": src["arch"], "train": h.training, "timesteps": h.timesteps, "batch": h.batch,
-                "optimizer": h.optimizer, "dataflow": h.dataflow, "chips": h.chips, "seed": src["seed"]}
-    chip = with_chips(arch_from_doc(arch_doc, str(d / "arch.yaml")), h.chips)
-    return _Compiled(graph, arch_doc, chip, program, settings)
+    chip = with_chips(arch_from_doc(arch_doc, str(d / "arch.yaml")), program.header.chips)
+    return _Compiled(graph, arch_doc, chip, program, _settings(program.header, src))
+
+
+def _settings(h, src: dict) -> dict:
+    """The compiled values of the flags `simulate` must not contradict: the program's header and
+    compile.json's `source`."""
+    return {"arch": src["arch"], "train": h.training, "timesteps": h.timesteps, "batch": h.batch,
+            "optimizer": h.optimizer, "dataflow": h.dataflow, "chips": h.chips, "seed": src["seed"]}
 
 
 _FLAGS = {"arch": "--arch", "train": "--train", "timesteps": "--timesteps", "batch": "--batch",
@@ -299,7 +304,7 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
 
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.simulate import make_input, read_input, simulate as run_step
-    from spikeforge.isa.arch import arch_from_doc, load_arch
+    from spikeforge.isa.arch import load_arch
     from spikeforge.isa.limits import check_array
     from spikeforge.progress import bar
 
@@ -314,22 +319,18 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
     comp = None
     if isinstance(model, CompileResult):
         c = model.compiled
-        comp = _Compiled(c.graph, {}, c.arch, c.program, {
-            "arch": model.doc["source"]["arch"], "train": c.program.header.training,
-            "timesteps": c.program.header.timesteps, "batch": c.program.header.batch,
-            "optimizer": c.program.header.optimizer, "dataflow": c.program.header.dataflow,
-            "chips": c.program.header.chips, "seed": model.doc["source"]["seed"]})
         src = model.doc["source"]
-        comp.graph = (_with_tensors(copy.deepcopy(c.graph), src["seed"]) if src["kind"] == "graph" else
-                      load_model(src["model"], seed=src["seed"], dt=src["dt"], reset=src["reset"],
-                                 exporter=src["exporter"], allow_nonfinite=allow_nonfinite))
+        graph = (init_tensors(copy.deepcopy(c.graph), src["seed"]) if src["kind"] == "graph" else
+                 load_model(src["model"], seed=src["seed"], dt=src["dt"], reset=src["reset"],
+                            exporter=src["exporter"], allow_nonfinite=allow_nonfinite))
+        comp = _Compiled(graph, {}, c.arch, c.program, _settings(c.program.header, src))
     elif isinstance(model, str) and os.path.isdir(model):
         comp = _from_compile_dir(model, allow_nonfinite)
     elif not isinstance(model, (Graph, str)):
         raise SpikeforgeError(f"model: expected a zoo name, a model file, a Graph, a compile output directory or a "
                               f"CompileResult, got {type(model).__name__}")
+    wrong = _contradictions(given, comp) if comp is not None else []
     if comp is not None:
-        wrong = _contradictions(given, comp)
         if wrong and not recompile:
             raise SpikeforgeError("; ".join(wrong) + " (compile again, or pass --recompile)",
                                   model if isinstance(model, str) else "the compiled model")
@@ -342,7 +343,7 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
         graph = model if isinstance(model, Graph) else load_model(
             model, seed=settings["seed"], dt=dt, reset=reset, exporter=exporter, allow_nonfinite=allow_nonfinite)
         if isinstance(model, Graph):  # a training step updates weights: the caller's graph stays as it is
-            graph = _with_tensors(copy.deepcopy(graph), settings["seed"])
+            graph = init_tensors(copy.deepcopy(graph), settings["seed"])
     T, B, training = settings["timesteps"], settings["batch"], settings["train"]
     seed_ = settings["seed"] if seed is None else seed  # the input's and labels' (the weights': the compiled one)
     _check_run(T, B, seed_)
@@ -354,11 +355,11 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
         check_array("input", data, allow_nonfinite)
     check_memory(f"a step of {graph.name} (T = {T}, B = {B})", graph.footprint(T, B, training))
     alternatives = ()
-    if comp is not None and not (recompile and _contradictions(given, comp)):
+    if comp is not None and not wrong:  # run as compiled
         chip, program = comp.chip, comp.program
-    else:
-        chip = load_arch(settings["arch"]) if comp is None or settings["arch"] != comp.settings["arch"] \
-            else (arch_from_doc(comp.arch_doc) if comp.arch_doc else comp.chip)
+    else:  # compile (again, with `recompile`: on the directory's own copy of its arch unless another is named)
+        same = comp is not None and settings["arch"] == comp.settings["arch"]
+        chip = comp.chip if same else load_arch(settings["arch"])
         c = compile_model(graph, chip, training=training, timesteps=T, batch=B, seed=settings["seed"],
                           dataflow=settings["dataflow"], objective=objective, optimizer=settings["optimizer"],
                           chips=settings["chips"])
@@ -378,13 +379,6 @@ def simulate(model: Graph | str | CompileResult, arch: str | None = None, train:
         page = simulate_page(rep, chip.rows, chip.cols, {b.name: b.bytes for b in chip.buffers})
         files["report.html"] = lambda p: p.write_text(page)
     return SimulateResult(rep, files, page, values)
-
-
-def _with_tensors(graph: Graph, seed: int) -> Graph:
-    """`graph` with every tensor it lacks filled from `seed` (an in-memory graph may have none)."""
-    from spikeforge.compiler.frontends.init import init_tensors
-
-    return init_tensors(graph, seed)
 
 
 def simulate_to_dir(model: str, out: str | None = None, *, training: bool | None = None, input_file: str | None = None,
@@ -434,7 +428,7 @@ def train(model: Graph | str, dataset: str = "digits", arch: str = "default", ep
     check_int("--epochs", epochs, 1, 1_000_000)
     if lr is not None and not math.isfinite(lr):
         raise SpikeforgeError(f"--lr: must be a finite number, got {lr}")
-    graph = _with_tensors(model, seed) if isinstance(model, Graph) else load_model(model, seed=seed)
+    graph = init_tensors(model, seed) if isinstance(model, Graph) else load_model(model, seed=seed)
     check_memory(f"a training step of {graph.name} (T = {timesteps}, B = {batch})",
                  graph.footprint(timesteps, batch, True))
     data = load_dataset(dataset, seed)
