@@ -24,10 +24,10 @@ import yaml
 from spikeforge.compiler.driver import compile_model
 from spikeforge.compiler.frontends import load_model
 from spikeforge.hwsim.simulate import make_input, simulate
-from spikeforge.sweep.evaluate import evaluate
-from spikeforge.sweep.run import run_sweep
+from spikeforge.sweeps.evaluate import evaluate
+from spikeforge.sweeps.run import run_sweep
 from spikeforge.isa.arch import load_arch
-from spikeforge.sweep.spec import load_spec
+from spikeforge.sweeps.spec import load_spec
 
 
 

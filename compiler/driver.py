@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from spikeforge.compiler.codegen import generate
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.activity import Activity, count, price, time
-from spikeforge.isa.arch import Arch, load_arch
+from spikeforge.isa.arch import Arch, load_arch, with_chips
 from spikeforge.isa.program import OPTIMIZERS, Program
 from spikeforge.mapping.dataflow import DATAFLOWS, FIXED, OBJECTIVES, Dataflow, assign, check_tiles
 from spikeforge.mapping.plan import MapConfig, Plan, map_graph
@@ -78,7 +78,7 @@ class Candidate:
 
     def estimate(self, arch: Arch) -> Estimate:
         t = time(self.activity, arch)
-        energy = sum(price(self.activity.total, arch, t.seconds).values())
+        energy = sum(price(self.activity.total, arch, t.seconds, arch.n_cores * self.activity.chips).values())
         return Estimate(self.name, self.dataflow.order, energy, t.seconds, self.activity.total.dram_bytes,
                         self.activity, arch)
 
@@ -104,11 +104,13 @@ def pick(graph: Graph, chip: Arch, plan: Plan, schedule: Schedule, cands: list[C
 
 def compile_model(model: Graph | str, arch: Arch | str = "default", training: bool = False, timesteps: int = 4,
                   batch: int = 1, strategy: str = "metis", spike_rate: float = 0.1, seed: int = 0,
-                  dataflow: str = "search", objective: str = "energy", optimizer: str = "sgd") -> Compiled:
+                  dataflow: str = "search", objective: str = "energy", optimizer: str = "sgd",
+                  chips: int | None = None) -> Compiled:
     """Map `model` (a Graph, zoo name or model file) onto `arch` (an Arch, preset name or YAML
     file) and generate the per-core programs for inference, or for a training step of `batch`
     samples when `training` (its update by `optimizer`), with the named `dataflow` or the best
-    one for `objective`."""
+    one for `objective`. The model is split over `chips` copies of the chip (default: the
+    architecture's `system.chips`) on the system's links."""
     from spikeforge.compiler.frontends import load_model
 
     for name, v in (("timesteps", timesteps), ("batch", batch)):
@@ -122,10 +124,13 @@ def compile_model(model: Graph | str, arch: Arch | str = "default", training: bo
         raise SpikeforgeError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if optimizer not in OPTIMIZERS:
         raise SpikeforgeError(f"optimizer: must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if chips is not None and (isinstance(chips, bool) or not isinstance(chips, int) or chips < 1):
+        raise SpikeforgeError(f"chips: must be a positive int, got {chips!r}")
     graph = load_model(model, weights=False) if isinstance(model, str) else model
     chip = load_arch(arch) if isinstance(arch, str) else arch
+    chip = chip if chips is None else with_chips(chip, chips)
     cfg = MapConfig(training=training, timesteps=timesteps, batch=batch, spike_rate=spike_rate,
-                    strategy=strategy, seed=seed, optimizer=optimizer)
+                    strategy=strategy, seed=seed, optimizer=optimizer, chips=chip.system.chips)
     plan = map_graph(graph, chip, cfg)
     check_tiles(plan)
     return choose_dataflow(graph, chip, plan, build_schedule(plan), dataflow, objective)

@@ -31,7 +31,7 @@ from spikeforge.hwsim.optim import make_optimizer  # noqa: E402
 from spikeforge.isa.arch import load_arch, with_chips  # noqa: E402
 from spikeforge.federated import (FedConfig, fedavg, federated, get_weights, local_batches, plot,  # noqa: E402
                                   set_weights, shards)
-from spikeforge.train import encode, load_dataset  # noqa: E402
+from spikeforge.training import encode, load_dataset  # noqa: E402
 from train_digits import MODEL, twin  # noqa: E402
 
 NAMES = [("fc1", "weight"), ("fc1", "bias"), ("fc2", "weight"), ("fc2", "bias")]  # twin's parameter order

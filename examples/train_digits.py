@@ -2,7 +2,7 @@
 in torch beside it: by default the MLP of examples/models/digits_mlp.yaml; with `--model
 examples/models/digits_conv.yaml` a CNN with batch-norm that sees each digit as a 1x8x8 image.
 
-The chip run uses only the simulator's FP, BP and WG engines and SGD updates (spikeforge.train);
+The chip run uses only the simulator's FP, BP and WG engines and SGD updates (spikeforge.training);
 every step is also walked through the compiled program for its energy, latency, DRAM traffic and
 measured sparsity. The torch twin (`twin`: the graph run layer by layer over all steps, LIF by
 snnTorch `Leaky`, batch-norm by torch in train mode, with the running statistics for the test
@@ -15,7 +15,7 @@ and with the architecture's FP16 arithmetic.
     .venv/bin/python examples/train_digits.py --model examples/models/digits_conv.yaml -T 4 -o out/digits_conv
     .venv/bin/python examples/train_digits.py --model examples/models/digits_conv.yaml -T 4 --stats batch_time
 
-Writes OUTDIR/train_digits.png (accuracy and energy per epoch) and OUTDIR/train_digits.json.
+Writes OUTDIR/train_digits.png (loss, accuracy and energy per epoch, snnTorch beside the chip) and OUTDIR/train_digits.json.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from spikeforge.compiler.frontends import load_model
-from spikeforge.train import encode, epoch_batches, fit_input, load_dataset, plot, train
+from spikeforge.training import encode, epoch_batches, fit_input, load_dataset, plot, train
+from spikeforge.units import format_bytes
 
 MODEL = str(Path(__file__).parent / "models" / "digits_mlp.yaml")
 CONV = str(Path(__file__).parent / "models" / "digits_conv.yaml")
@@ -109,8 +110,9 @@ def twin(graph):
     return [v for v in P.values() if v.requires_grad], running, forward
 
 
-def train_torch(graph, data, epochs: int, batch: int, timesteps: int, lr: float, seed: int) -> list[float]:
-    """The same network, weights, batches, loss and SGD in torch; test accuracy per epoch."""
+def train_torch(graph, data, epochs: int, batch: int, timesteps: int, lr: float, seed: int) -> dict[str, list[float]]:
+    """The same network, weights, batches, loss and SGD in torch; per epoch, the test accuracy
+    and the mean loss of the training batches: {"test_acc": [...], "loss": [...]}."""
     import torch
     import torch.nn.functional as F
 
@@ -119,23 +121,26 @@ def train_torch(graph, data, epochs: int, batch: int, timesteps: int, lr: float,
     params, _, forward = twin(graph)
     opt = torch.optim.SGD(params, lr=lr)
     rng = np.random.default_rng(seed)
-    acc = []
+    acc, losses = [], []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: faster on one thread, and sums that do not depend on the machine
     try:
         for _ in range(epochs):
+            steps = []
             for idx in epoch_batches(len(data.x_train), batch, rng):
                 x = torch.from_numpy(encode(data.x_train[idx], timesteps))
                 loss = F.cross_entropy(forward(x).mean(0), torch.from_numpy(data.y_train[idx]))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                steps.append(loss.item())
+            losses.append(float(np.mean(steps)))
             with torch.no_grad():
                 pred = forward(torch.from_numpy(encode(data.x_test, timesteps)), train=False).mean(0).argmax(1)
             acc.append(float((pred.numpy() == data.y_test).mean()))
     finally:
         torch.set_num_threads(threads)
-    return acc
+    return {"test_acc": acc, "loss": losses}
 
 
 def model(path: str, seed: int, stats: str | None = None):
@@ -172,7 +177,8 @@ def main(argv=None) -> int:
                             **hp)
         print(f"\r  {label}: {time.perf_counter() - t0:.0f} s" + " " * 20)
     t0 = time.perf_counter()
-    torch_acc = train_torch(model(a.model, a.seed, a.stats), data, **hp)
+    torch_run = train_torch(model(a.model, a.seed, a.stats), data, **hp)
+    torch_acc = torch_run["test_acc"]
     print(f"  torch: {time.perf_counter() - t0:.0f} s")
 
     fp32, fp16 = runs["chip fp32"], runs["chip fp16"]
@@ -180,7 +186,7 @@ def main(argv=None) -> int:
           "DRAM/step  spike rate  grad nonzero  skipped ops")
     for e, h, ta in zip(fp32.epochs, fp16.epochs, torch_acc):
         print(f"{e.epoch:5d}  {e.loss:.3f}  {e.train_acc:.3f}  {e.test_acc:15.3f}  {h.test_acc:15.3f}  {ta:14.3f}  "
-              f"{e.energy_pj * 1e-6:8.1f} µJ  {e.latency_s * 1e6:9.1f} µs  {e.dram_bytes / 1e6:6.2f} MB  "
+              f"{e.energy_pj * 1e-6:8.1f} µJ  {e.latency_s * 1e6:9.1f} µs  {format_bytes(e.dram_bytes):>9}  "
               f"{e.spike_rate:10.3f}  {e.grad_nonzero:12.3f}  {e.op_sparsity:11.3f}")
     last = fp32.epochs[-1].test_acc
     print(f"\ntest accuracy: chip (FP32) {last:.3f}, torch {torch_acc[-1]:.3f} "
@@ -188,10 +194,13 @@ def main(argv=None) -> int:
           f"({100 * (fp16.epochs[-1].test_acc - last):+.1f} points vs FP32)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    plot(fp32, str(out / "train_digits.png"), {"chip (fp16)": [e.test_acc for e in fp16.epochs],
-                                               "torch (fp32)": torch_acc})
+    plot(fp32, str(out / "train_digits.png"), {"chip (fp16)": {"test_acc": [e.test_acc for e in fp16.epochs],
+                                                               "loss": [e.loss for e in fp16.epochs]},
+                                               "torch (fp32)": torch_run})
     (out / "train_digits.json").write_text(json.dumps(
-        {"chip_fp32": fp32.to_dict(), "chip_fp16": fp16.to_dict(), "torch_test_acc": torch_acc}, indent=2) + "\n")
+        {"chip_fp32": fp32.to_dict(), "chip_fp16": fp16.to_dict(), "torch_test_acc": torch_acc,
+         "torch_loss": torch_run["loss"]}, indent=2) + "
+")
     print(f"wrote {out / 'train_digits.png'} and {out / 'train_digits.json'}")
     return 0 if last >= 0.9 and abs(last - torch_acc[-1]) <= 0.03 else 1
 

@@ -5,7 +5,6 @@ The rules are in docs/simulation.md; every constant comes from the architecture.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ from spikeforge.isa.program import Program
 class Costs:
     activity: Activity
     timing: Timing
-    energy: dict[str, float]  # pJ per term: compute, sram, noc, dram, static
+    energy: dict[str, float]  # pJ per term: compute, sram, noc, dram, static, link
 
     @property
     def cycles(self) -> int:
@@ -51,11 +50,13 @@ def _measured(graph: Graph, stats: dict[str, OpStats], mode: str, planned_rate: 
                 cum[(name, key)] = np.concatenate([np.zeros(arr.shape[:2] + (1,), np.int64), arr.cumsum(2)], 2)
 
     def work(layer, key, lo, hi, b, t):
+        """Ops of elements [lo, hi): whole units as measured, a part of a unit (a row band of a
+        channel) pro rata to its elements."""
         c = cum.get((layer, key))
         if c is None:
             return None
         per = sizes[layer] // stats[layer].units
-        return c[b, t, math.ceil(hi / per)] - c[b, t, lo // per]
+        return _upto(c, b, t, hi, per) - _upto(c, b, t, lo, per)
 
     rates = {}
     for name, st in stats.items():
@@ -69,6 +70,14 @@ def _measured(graph: Graph, stats: dict[str, OpStats], mode: str, planned_rate: 
     return (work if mode == "sparse" else None), spike_scale
 
 
+def _upto(cum: np.ndarray, b, t, x: int, per: int) -> np.ndarray:
+    """Ops of the elements before x, from the cumulative ops per unit (integers, so the parts of
+    a unit sum to the unit's ops exactly)."""
+    i, r = divmod(x, per)
+    base = cum[b, t, i]
+    return base if r == 0 else base + (cum[b, t, i + 1] - base) * r // per
+
+
 def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpStats], mode: str = "sparse") -> Costs:
     """Cycles, energy terms, traffic and per-layer / per-core figures of one run of `program`."""
     h = program.header
@@ -79,5 +88,5 @@ def run_costs(program: Program, graph: Graph, arch: Arch, stats: dict[str, OpSta
 def reprice(activity: Activity, arch: Arch) -> Costs:
     """The costs of an activity under `arch`'s energy tables, clock, DRAM and NoC figures."""
     t = time(activity, arch)
-    return Costs(activity, t, price(activity.total, arch, t.seconds))
+    return Costs(activity, t, price(activity.total, arch, t.seconds, arch.n_cores * activity.chips))
 

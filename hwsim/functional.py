@@ -174,6 +174,8 @@ class Simulator:
                 st = stats[op.name]
                 if op.kind == "input":
                     y = x[op.name][t].astype(np.float32)
+                elif op.kind == "delay":  # the previous step's value, computed by then
+                    y = vals[op.inputs[0]][t - 1] if t else np.zeros((B,) + op.type.shape, np.float32)
                 elif op.kind in WEIGHT_KINDS:
                     y = self._weight_fwd(op, ins[0], st, b0, t)
                 elif op.kind in NEURON_KINDS:
@@ -216,17 +218,26 @@ class Simulator:
         carry_i: dict[str, np.ndarray] = {}
         ops = ops or self.ops
         names = {op.name for op in ops}
+        delayed: dict[str, np.ndarray] = {}  # dL/d(values at t) through delays read at t + 1
         for t in reversed(range(T)):
             g = {name: np.zeros_like(v[t]) for name, v in vals.items() if name in names}  # dL/d(values at t)
             for name, d in dout.items():
                 if name in g:
                     g[name] += d[t]
+            for name, d in delayed.items():
+                g[name] += d
+            delayed = {}
             for op in reversed(ops):
                 if op.kind in ("output", "input"):
                     continue
                 go = self.q(g[op.name])
                 st = stats[op.name]
                 st.grad_nonzero[t] += K.count_nonzero(go)
+                if op.kind == "delay":
+                    src = op.inputs[0]
+                    if t and self.graph[src].kind != "input":
+                        delayed[src] = delayed[src] + go if src in delayed else go
+                    continue
                 ins = [vals[i][t] for i in op.inputs]
                 if op.kind in WEIGHT_KINDS:
                     gx = self._weight_bwd(op, ins[0], go, st, acc, b0, t,
@@ -650,6 +661,13 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
             raise SpikeforgeError(f"op '{op.name}' (batchnorm, stats {op.params['stats']}): batch statistics need "
                                   f"more than one value per channel, got {n} (B = {B}); use stats: running or a "
                                   f"larger batch", graph.name)
+    phase = {op.name: i for i, ops in enumerate(order) for op in ops}
+    for op in graph:
+        if op.kind == "delay" and phase[op.name] != phase[op.inputs[0]]:
+            bn = next(p[0] for p in order[phase[op.name] + 1:phase[op.inputs[0]] + 1] if couples(p[0], True))
+            raise SpikeforgeError(f"op '{bn.name}' (batchnorm, stats {bn.params['stats']}) is in the recurrent loop of "
+                                  f"'{op.name}' (delay): batch statistics need every sample's step before the next "
+                                  f"step; use stats: running", graph.name)
     stats = new_stats(graph, B, T, True)
     res = RunResult(stats)
     parts = [(b0, min(b0 + chunk, B)) for b0 in range(0, B, chunk)]

@@ -87,18 +87,28 @@ def _trace(graph: Graph, B: int, T: int, cfg: GpuConfig) -> list[tuple[str, list
     amp = cfg.precision == "fp16"
     a = 2 if amp else 4  # bytes per activation, grad, compute-copy weight
     layers = graph.layers()
-    alias = {}  # a view is its input's tensor
-    for li in layers:
-        alias[li.name] = alias[li.inputs[0]] if li.kind in _VIEWS and li.inputs else li.name
+    by_name = {li.name: li for li in layers}
+
+    def source(name: str) -> tuple[str, int]:
+        """The tensor a value is, and how many steps earlier: a view is its input's tensor, a
+        delay its input's of the previous step."""
+        li = by_name[name]
+        if li.kind == "delay":
+            src, back = source(li.inputs[0])
+            return src, back + 1
+        return source(li.inputs[0]) if li.kind in _VIEWS and li.inputs else (name, 0)
+
+    alias = {li.name: source(li.name) for li in layers}
     numel = {li.name: B * li.out_type.size for li in layers}
-    ops = [li for li in layers if li.kind not in _VIEWS]
+    ops = [li for li in layers if li.kind not in _VIEWS and li.kind != "delay"]
     ks: list = []
 
     def k(phase, reads, writes):
         ks.append((phase, reads, writes))
 
     def act(name, t, cat="activations", tag="", elem=a):
-        return _T(f"{alias[name]}{tag}@{t}", numel[alias[name]] * elem, cat)
+        src, back = alias[name]
+        return _T(f"{src}{tag}@{t - back}", numel[src] * elem, cat)
 
     def w(li, master=False):
         return _T(f"{li.name}/W{'32' if master else ''}", li.params * (4 if master else a), "weights")
@@ -159,7 +169,8 @@ def _trace(graph: Graph, B: int, T: int, cfg: GpuConfig) -> list[tuple[str, list
             xs = [act(i, t, "bptt_state") for i in li.inputs]
             dxs = [act(i, t, "gradients", f"/d-{li.name}") for i in li.inputs]
             if li.kind in WEIGHT_KINDS:
-                if graph[alias[li.inputs[0]]].kind == "input":
+                src, back = alias[li.inputs[0]]
+                if graph[src].kind == "input" or t < back:  # no error into the input or the initial state
                     dxs = []
                 else:
                     gemm("bwd", li, [dy], w(li), dxs[0])
@@ -184,7 +195,9 @@ def _trace(graph: Graph, B: int, T: int, cfg: GpuConfig) -> list[tuple[str, list
                 saved = [act(li.name, t, "bptt_state", "/idx", 8)] if _is_max(graph, li) else []
                 k("bwd", [dy] + saved + (xs if li.kind == "mul" else []), dxs)
             for i, dx in zip(li.inputs, dxs):
-                emit(f"d{alias[i]}@{t}", dx)
+                src, back = alias[i]
+                if t >= back:
+                    emit(f"d{src}@{t - back}", dx)
 
     for r, o in (_AMP if amp else []) + _OPT[cfg.optimizer]:
         for li in layers:

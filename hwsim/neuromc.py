@@ -90,13 +90,12 @@ def neuromc_fragments(graph: Graph, batch: int, timesteps: int, training: bool =
         raise ValueError(f"optimizer: must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     bt = batch * timesteps
     frags: list[Fragment] = []
-    needs_grad: dict[str, bool] = {}  # does the op's value depend on a trainable tensor (autograd's requires_grad)
+    needs_grad = _needs_grad(graph)
     vectors = matrices = 0  # trainable elements of <= 1-D and >= 2-D tensors (the optimizer's KT and FYFXKC)
     for op in graph:
         ins = [graph[i].type for i in op.inputs]
         tensors = KINDS[op.kind].tensors(op.params, ins, op.type)
         trainable = [s.shape for s in tensors.values() if s.trainable]
-        needs_grad[op.name] = bool(trainable) or any(needs_grad[i] for i in op.inputs)
         vectors += sum(math.prod(s) for s in trainable if len(s) <= 1)
         matrices += sum(math.prod(s) for s in trainable if len(s) >= 2)
         out = bt * op.type.size
@@ -139,6 +138,21 @@ def neuromc_fragments(graph: Graph, batch: int, timesteps: int, training: bool =
     if training and vectors + matrices:
         frags.append(_optimizer(optimizer, vectors, matrices, momentum, weight_decay, momentum_buffer))
     return frags
+
+
+def _needs_grad(graph: Graph) -> dict[str, bool]:
+    """Does each op's value depend on a trainable tensor (autograd's requires_grad)? A `delay`
+    reads a later op, so the ops are swept until nothing changes."""
+    needs = dict.fromkeys((op.name for op in graph), False)
+    changed = True
+    while changed:
+        changed = False
+        for op in graph:
+            ins = [graph[i].type for i in op.inputs]
+            own = any(s.trainable for s in KINDS[op.kind].tensors(op.params, ins, op.type).values())
+            if not needs[op.name] and (own or any(needs[i] for i in op.inputs)):
+                needs[op.name] = changed = True
+    return needs
 
 
 def _weight_layer(name, kind, p, x, y, wshape, bt, training, grad_in) -> list[Fragment]:

@@ -75,3 +75,10 @@ def make_optimizer(name: str, lr: float | None = None) -> SGD | Adam:
     if not lr > 0:
         raise SpikeforgeError(f"lr: must be positive, got {lr!r}")
     return SGD(lr) if name == "sgd" else Adam(lr)
+
+
+def store_fp16(graph: Graph) -> None:
+    """Store every tensor of `graph` in FP16 (an FP16 chip keeps no FP32 master copy)."""
+    for op in graph:
+        for w in op.tensors.values():
+            w[...] = w.astype(np.float16).astype(np.float32)

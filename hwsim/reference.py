@@ -33,6 +33,10 @@ def run_dense(graph: Graph, x: np.ndarray | dict[str, np.ndarray], labels: np.nd
     array). With `labels` ([B] ints) the loss is the cross-entropy of the time-averaged output;
     the backward pass runs when `training` and labels are given. Batch-norm normalises with its
     `stats` when `training`, else with the running statistics."""
+    recurrent = [op.name for op in graph if op.kind == "delay"]
+    if recurrent:
+        raise ValueError(f"op '{recurrent[0]}' (delay): the dense reference runs each op over all steps at "
+                         "once and has no recurrence")
     xs = x if isinstance(x, dict) else {_only(graph.inputs, "input").name: x}
     values, cache = {}, {}
     for op in graph:

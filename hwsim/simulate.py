@@ -9,9 +9,9 @@ from spikeforge.hwsim.cost import Costs, run_costs
 from spikeforge.hwsim.functional import RunResult, Simulator, output_name, run, set_running
 from spikeforge.hwsim.gpu import GpuConfig, gpu_dram_bytes
 from spikeforge.hwsim.neuromc import neuromc_costs
-from spikeforge.hwsim.optim import make_optimizer
+from spikeforge.hwsim.optim import make_optimizer, store_fp16
 from spikeforge.isa import Graph, SpikeforgeError
-from spikeforge.isa.activity import ENGINES, Counts, price
+from spikeforge.isa.activity import ENGINES, Counts, price, stage_cycles
 from spikeforge.isa.arch import Arch
 from spikeforge.isa.limits import check_array
 from spikeforge.isa.program import Program
@@ -91,6 +91,31 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
     return rep
 
 
+class OnChip:
+    """On-chip training, step after step: a graph on a chip with its compiled training program
+    and an optimizer whose state persists. Each `step` runs the functional FP, BP and WG on a
+    batch, applies the update (and FP16 storage on an FP16 chip) and walks the program with the
+    measured work. `spikeforge.training` and `spikeforge.federated` train with it."""
+
+    def __init__(self, graph: Graph, program: Program, arch: Arch, optimizer):
+        self.graph, self.program, self.arch, self.optimizer = graph, program, arch, optimizer
+        self.fp16 = arch.arithmetic == "fp16"
+        if self.fp16:
+            store_fp16(graph)
+        self.sim = Simulator(graph, fp16=self.fp16)
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> tuple[RunResult, Costs]:
+        """One training step on x [T, B, *input]: the functional result and the step's costs."""
+        res = run(self.sim, {self.graph.inputs[0].name: x}, labels, True)
+        costs = run_costs(self.program, self.graph, self.arch, res.stats, "sparse")
+        self.optimizer.step(self.graph, res.grads)
+        set_running(self.graph, res.running)
+        if self.fp16:
+            store_fp16(self.graph)
+        self.sim.refresh()
+        return res, costs
+
+
 def functional_step(graph: Graph, x: np.ndarray, training: bool, arithmetic: str = "fp32",
                     labels: np.ndarray | None = None, seed: int = 0, record: bool = False, progress=None) -> RunResult:
     """The functional half of `simulate`: spikes, gradients and measured work of one step on `x`
@@ -106,12 +131,18 @@ def _ratio(num: float, den: float) -> float | None:
     return round(num / den, 6) if den else None
 
 
+def _terms(by_kind: dict, chips: int) -> dict:
+    """Energy terms or cycle bounds as a report shows them: without the chip-to-chip links on one chip."""
+    return by_kind if chips > 1 else {k: v for k, v in by_kind.items() if k != "link"}
+
+
 def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, costs: Costs, mode: str,
                 seed: int) -> dict:
     """The report of a functional result `res` and the costs `costs` of `program` on `arch`."""
     h = program.header
     training, T, B = h.training, h.timesteps, h.batch
-    act, timing, e = costs.activity, costs.timing, costs.energy
+    act, timing = costs.activity, costs.timing
+    e = _terms(costs.energy, h.chips)
     energy = sum(e.values())
     onchip = e["compute"] + e["sram"]
     dense_flops = 2 * sum(act.total.dense_syn.values())
@@ -126,13 +157,14 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
         if op.kind in ("input", "output") or (st is None and c is None):
             continue
         c = c or Counts()
-        terms = price(c, arch)  # no static: that follows
+        terms = _terms(price(c, arch), h.chips)  # no static: that follows
         terms["static"] = e["static"] * c.engine_cycles / engine_cycles if engine_cycles else 0.0
         layers.append({
             "name": op.name, "op": op.kind,
             "spike_rate": round(float(st.out_nonzero.sum()) / (st.size * T * B), 6) if st and op.type.kind == "spike" else None,
             "grad_nonzero": round(float(st.grad_nonzero.sum()) / (st.size * T * B), 6) if st and training else None,
             "ops": {k: int(v) for k, v in c.syn.items()},
+            "dense_ops": {k: int(v) for k, v in c.dense_syn.items()},
             "energy_pj": round(sum(terms.values()), 3), "energy_breakdown_pj": {k: round(v, 3) for k, v in terms.items()},
             "dram_bytes": int(c.dram_bytes), "cycles": int(c.engine_cycles),
         })
@@ -140,7 +172,8 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
         "energy_pj": round(energy, 3),
         "energy_breakdown_pj": {k: round(v, 3) for k, v in e.items()},
         "cycles": int(timing.cycles), "latency_s": timing.seconds,
-        "cycles_by_bound": {k: int(v) for k, v in timing.by_bound.items()}, "bottleneck": timing.bottleneck,
+        "cycles_by_bound": {k: int(v) for k, v in _terms(timing.by_bound, h.chips).items()},
+        "bottleneck": timing.bottleneck,
         "dram_bytes": int(dram_total),
         "dram_bytes_by_category": {k: int(v) for k, v in act.total.dram_by_category().items()},
         "dram_read_bytes": int(sum(act.total.dram_read.values())),
@@ -157,16 +190,27 @@ def report_from(graph: Graph, program: Program, arch: Arch, res: RunResult, cost
         "dram_reduction_vs_gpu": round(1 - dram_total / gpu, 6) if gpu else None,
         "loss": round(res.loss, 6) if res.loss is not None else None,
     }
-    static_core = e["static"] / arch.n_cores
-    cores = [{"core": list(c), "utilisation": {k: round(act.busy[c][k] / timing.cycles, 4) if timing.cycles else 0.0
+    if h.chips > 1:
+        totals.update(chip_link_bytes=round(act.total.link_bits / 8, 3),
+                      chip_link_hop_bytes=round(act.total.link_bit_hops / 8, 3), chip_link_energy_pj=round(e["link"], 3))
+    static_core = e["static"] / (arch.n_cores * h.chips)
+    engine_units = set(ENGINES)
+    cores = [{"core": list(c), "layers": list(dict.fromkeys(i.args[0] for i, _ in program.walk(c) if i.unit in engine_units)),
+              "utilisation": {k: round(act.busy[c][k] / timing.cycles, 4) if timing.cycles else 0.0
                                                for k in ENGINES},
-              "energy_pj": round(sum(price(act.cores[c], arch).values()) + static_core, 3),
+              "energy_pj": round(sum(_terms(price(act.cores[c], arch), h.chips).values()) + static_core, 3),
               "sram_peak_bytes": {k: int(n) for k, n in sorted(act.peak[c].items())}} for c in program.cores]
-    rep = {"totals": totals, "layers": layers, "cores": cores,
+    stages = [{"layers": list(st.layers), "instances": st.instances, "cycles": cyc}
+              for st, cyc in zip(act.stages, stage_cycles(act, arch))]
+    links = [{"from": list(a), "to": list(b), "bytes": round(f * arch.noc.link_bits / 8, 1),
+              **({"chip": key[0]} if len(key) == 2 and isinstance(key[0], int) else {})}
+             for key, f in sorted(act.link_flits.items()) if f
+             for a, b in [key[1] if len(key) == 2 and isinstance(key[0], int) else key]]
+    rep = {"totals": totals, "layers": layers, "cores": cores, "stages": stages, "noc_links": links,
            "config": {"model": graph.name, "arch": arch.name, "mode": mode, "timesteps": T, "batch": B,
                       "seed": seed, "training": training, "arithmetic": arch.arithmetic,
                       "dataflow": h.dataflow, "order": h.order, "optimizer": h.optimizer if training else None,
-                      "version": VERSION}}
+                      "version": VERSION, **({"chips": h.chips} if h.chips > 1 else {})}}
     if mode == "dense":  # the same step under the authors' cost model (its counting rules, arch's prices)
         rep["neuromc"] = neuromc_costs(graph, arch, B, T, training, optimizer=h.optimizer).to_dict()
     if res.values:

@@ -1,9 +1,10 @@
 """Counting apart from pricing (Accelergy's split). `count` walks a program once and yields its
 `Activity`: operations per engine and energy class (performed and dense), SRAM read and write
-bits per buffer, DRAM bytes per category and direction, NoC bits and bit-hops, and per stage the
-cycles of the engines, the DRAM and the NoC. `price(activity, arch)` turns counts into energy
-terms and `time(activity, arch)` into cycles by what bounds them; neither walks again, so a report
-can be re-priced under another energy table, clock or DRAM.
+bits per buffer, DRAM bytes per category and direction, NoC bits and bit-hops, chip-to-chip link
+bits and bit-links, and per stage the cycles of the engines, the DRAM, the NoC and the links.
+`price(activity, arch)` turns counts into energy terms and `time(activity, arch)` into cycles by
+what bounds them; neither walks again, so a report can be re-priced under another energy table,
+clock or DRAM.
 
 The walk is array arithmetic: each instruction is evaluated once for all iterations of its loops
 (a vector over the (sample, step) instances), with the work the caller measured or, without
@@ -13,7 +14,7 @@ The rules are in docs/simulation.md."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -21,12 +22,12 @@ import numpy as np
 from spikeforge.isa.arch import Arch, xy_route
 from spikeforge.isa.ir import Graph
 from spikeforge.isa.ops import SPIKE
-from spikeforge.isa.program import CATEGORIES, OPTIMIZERS, STATE_WORD_BYTES, Instr, Loop, Program
+from spikeforge.isa.program import CATEGORIES, OPTIMIZERS, STATE_WORD_BYTES, Instr, Loop, Program, chip_of, coord_of
 
 ENGINES = ("fp", "bp", "wg")
 OP_CLASSES = ("ac", "mac", "neuron_fwd", "neuron_bwd", "elem", "sgd", "adam")
-TERMS = ("compute", "sram", "noc", "dram", "static")
-BOUNDS = ("compute", "dram", "noc", "barrier")
+TERMS = ("compute", "sram", "noc", "dram", "static", "link")
+BOUNDS = ("compute", "dram", "noc", "barrier", "link")
 GB_PORT = (0, 0)  # the router the global buffers hang off (see the preset)
 
 # measured work: (layer, stats key, element range [lo, hi), sample index vector, step index vector) -> ops
@@ -52,6 +53,8 @@ class Counts:
     dram_write: dict[str, float] = field(default_factory=lambda: _zeros(CATEGORIES))
     noc_bits: float = 0.0
     noc_bit_hops: float = 0.0
+    link_bits: float = 0.0  # sent over chip-to-chip links
+    link_bit_hops: float = 0.0  # bits x links crossed
     engine_cycles: float = 0.0  # busy cycles of its engine instructions, summed over engines
 
     @property
@@ -65,8 +68,9 @@ class Counts:
 @dataclass
 class Stage:
     """One stage (the instructions between two barriers or loop boundaries) over its `instances`
-    (sample, step) iterations: per instance, the busiest engine's cycles, the DRAM bytes, the
-    global-buffer bytes and the NoC cycles (busiest link or longest message)."""
+    (sample, step) iterations: per instance, the busiest engine's cycles, the DRAM bytes and the
+    global-buffer bytes (of the busiest chip), the NoC cycles (busiest link or longest message),
+    and the bytes of the busiest chip-to-chip link and the most links a message crosses."""
 
     instances: int
     compute: np.ndarray
@@ -74,6 +78,9 @@ class Stage:
     gb_bytes: np.ndarray
     noc: np.ndarray
     barrier: bool
+    link_bytes: np.ndarray
+    link_hops: np.ndarray
+    layers: tuple[str, ...] = ()  # the layers its instructions name, in order
 
 
 @dataclass
@@ -84,7 +91,8 @@ class Activity:
     busy: dict[tuple[int, int], dict[str, float]]  # engine busy cycles per core
     peak: dict[tuple[int, int], dict[str, int]]  # bytes of each buffer one instruction touches, at most its size
     stages: list[Stage]
-    link_flits: dict[tuple, float]  # per mesh link, whole run
+    link_flits: dict[tuple, float]  # per mesh link (of each chip: (chip, link) keys), whole run
+    chips: int = 1  # of the program's system
 
 
 @dataclass
@@ -106,11 +114,14 @@ class _Seg:
     def __init__(self, n: int):
         self.n = n
         self.eng: dict[tuple, np.ndarray] = {}
-        self.dram = np.zeros(n)
-        self.gb = np.zeros(n)
+        self.dram: dict[int, np.ndarray] = {}  # per chip
+        self.gb: dict[int, np.ndarray] = {}
         self.links: dict[tuple, np.ndarray] = {}
         self.msg = np.zeros(n)
+        self.chip_links: dict[tuple, np.ndarray] = {}  # bytes per chip-to-chip link
+        self.hops = np.zeros(n)
         self.barrier = False
+        self.layers: dict[str, None] = {}
 
 
 def _instances(loops: tuple[Loop, ...], B: int, T: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,12 +148,19 @@ class _Static:
         self.work = {li.name: li for li in graph.layers()}
         self.arch, self.training, self.optimizer = arch, training, optimizer
         self.vb = arch.value_bytes * 8
-        self.cache: dict[int, tuple] = {}
+        self.cache: dict[Instr, tuple] = {}
+        self.buffers: dict[tuple[str, str], object] = {}
 
     def __call__(self, ins: Instr) -> tuple:
-        got = self.cache.get(id(ins))
+        got = self.cache.get(ins)
         if got is None:
-            got = self.cache[id(ins)] = self._static(ins)
+            got = self.cache[ins] = self._static(ins)
+        return got
+
+    def _buffer(self, role: str, engine: str):
+        got = self.buffers.get((role, engine))
+        if got is None:
+            got = self.buffers[(role, engine)] = self.arch.buffer_for(role, engine)
         return got
 
     def _static(self, ins: Instr) -> tuple:
@@ -150,11 +168,16 @@ class _Static:
         layer, lo, hi = ins.args
         op, li = self.layers[layer], self.work[layer]
         share = (hi - lo) / max(op.type.size, 1)
-        n, vb, a = hi - lo, self.vb, self.arch
+        n, vb = hi - lo, self.vb
         eng, kind = ins.op.split(".")
         spike_in = bool(op.inputs) and self.layers[op.inputs[0]].type.kind == SPIKE
         in_bits = (self.layers[op.inputs[0]].type.size if op.inputs else 0) * (1 if spike_in else vb)
         wbits = li.params * share * vb
+        per_ch = max(op.type.size, 1) / (op.type.shape[0] if op.type.shape else 1)
+        if n < per_ch and math.ceil(hi / per_ch) - lo // per_ch == 1:
+            # a row band of one channel (mapping/bands.py): the channel's weights, the band's share of the input
+            wbits = li.params / op.type.shape[0] * vb
+            in_bits *= n / per_ch
         key = None
         if kind in ("integrate", "propagate", "accumulate"):
             key = {"integrate": "fp_ops", "propagate": "bp_ops", "accumulate": "wg_ops"}[kind]
@@ -186,7 +209,7 @@ class _Static:
                 rd["psum"] = n * vb * (2 if eng == "fp" else 4)
         reads, writes, port = {}, {}, 0
         for role in set(rd) | set(wr):
-            buf = a.buffer_for(role, eng)
+            buf = self._buffer(role, eng)
             r, w = rd.get(role, 0), wr.get(role, 0)
             reads[buf.name] = reads.get(buf.name, 0) + r
             writes[buf.name] = writes.get(buf.name, 0) + w
@@ -203,7 +226,8 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
     """The activity of one run of `program`: with `work` (measured synaptic ops) and
     `spike_scale` (measured spike traffic), or dense work and planned traffic without them."""
     h = program.header
-    B, T = h.batch, h.timesteps
+    B, T, chips = h.batch, h.timesteps, h.chips
+    system = replace(arch.system, chips=chips)  # the program's chips, on the architecture's links
     static = _Static(graph, arch, h.training, h.optimizer)
     total, layers = Counts(), {}
     cores = {c: Counts() for c in program.cores}
@@ -228,21 +252,33 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
             r = routes[(a, b)] = xy_route(a, b)
         return r
 
-    def noc(seg: _Seg, a, b, nbytes, lay: Counts, cc: Counts):
+    def noc(seg: _Seg, chip: int, a, b, nbytes, lay: Counts, cc: Counts):
         hops = abs(a[0] - b[0]) + abs(a[1] - b[1])
         flits = np.ceil(nbytes * 8 / arch.noc.link_bits)
         n = seg.n
         for link in route(a, b):
-            _add(seg.links, link, flits * np.ones(n) if np.ndim(flits) == 0 else flits)
-            _add(link_flits, link, float(np.sum(flits) * (n if np.ndim(flits) == 0 else 1)))
+            key = link if chips == 1 else (chip, link)
+            _add(seg.links, key, flits * np.ones(n) if np.ndim(flits) == 0 else flits)
+            _add(link_flits, key, float(np.sum(flits) * (n if np.ndim(flits) == 0 else 1)))
         seg.msg = np.maximum(seg.msg, hops * arch.noc.hop_cycles + flits)
         bits = float(np.sum(nbytes) * (n if np.ndim(nbytes) == 0 else 1)) * 8
         for c in (total, lay, cc):
             c.noc_bits += bits
             c.noc_bit_hops += bits * hops
 
+    def chip_link(seg: _Seg, a: int, b: int, nbytes: float, lay: Counts, cc: Counts):
+        path = system.route(a, b)
+        for link in path:
+            _add(seg.chip_links, link, nbytes)
+        seg.hops = np.maximum(seg.hops, len(path))
+        bits = nbytes * 8 * seg.n
+        for c in (total, lay, cc):
+            c.link_bits += bits
+            c.link_bit_hops += bits * len(path)
+
     for core, body in program.cores.items():
         cc = cores[core]
+        chip, here = chip_of(core), coord_of(core)
         k = 0
 
         def seg_for(n: int) -> _Seg:
@@ -271,6 +307,7 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
                     continue
                 if unit in ENGINES:
                     layer = item.args[0]
+                    seg.layers[layer] = None
                     eng, key, cls, dense, reads, writes, port = static(item)
                     lay = layer_counts(layer)
                     ops = work(layer, key, item.args[1], item.args[2], b_idx, t_idx) if key and work else None
@@ -297,6 +334,7 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
                         peak[core][name] = max(peak[core].get(name, 0), touched)
                 elif unit == "dma":
                     buf, nbytes, cat, layer, level = item.args
+                    seg.layers[layer] = None
                     lay = layer_counts(layer)
                     load = item.op == "dma.load"
                     known = buffers.get(buf)
@@ -310,19 +348,23 @@ def count(program: Program, graph: Graph, arch: Arch, work: Work | None = None,
                     if known:
                         peak[core][buf] = max(peak[core].get(buf, 0), min(nbytes, known.bytes))
                     if level in globals_:
-                        seg.gb += nbytes
-                        noc(seg, *((GB_PORT, core) if load else (core, GB_PORT)), nbytes, lay, cc)
+                        _add(seg.gb, chip, nbytes)
+                        noc(seg, chip, *((GB_PORT, here) if load else (here, GB_PORT)), nbytes, lay, cc)
                     else:
-                        seg.dram += nbytes
+                        _add(seg.dram, chip, nbytes)
                 elif item.op == "noc.send":
                     kind, dst, nbytes, layer = item.args
                     if kind == "spike" and spike_scale is not None:
                         nbytes = nbytes * spike_scale(layer, t_idx)
-                    noc(seg, core, dst, nbytes, layer_counts(layer), cc)
+                    noc(seg, chip, here, dst, nbytes, layer_counts(layer), cc)
+                elif item.op == "link.send":  # a dense image: 1 bit per spike element, else a value
+                    kind, to, _, elements, layer = item.args
+                    nbytes = elements / 8 if kind == "spike" else elements * arch.value_bytes
+                    chip_link(seg, chip, to, nbytes, layer_counts(layer), cc)
 
         walk(body, ())
     stages = [_stage(s) for s in segs if s is not None]
-    return Activity(total, layers, cores, busy, peak, stages, link_flits)
+    return Activity(total, layers, cores, busy, peak, stages, link_flits, chips)
 
 
 def _most(values, n: int) -> np.ndarray:
@@ -331,37 +373,54 @@ def _most(values, n: int) -> np.ndarray:
 
 
 def _stage(s: _Seg) -> Stage:
-    return Stage(s.n, _most(list(s.eng.values()), s.n), s.dram, s.gb,
-                 np.maximum(_most(list(s.links.values()), s.n), s.msg), s.barrier)
+    return Stage(s.n, _most(list(s.eng.values()), s.n), _most(list(s.dram.values()), s.n),
+                 _most(list(s.gb.values()), s.n), np.maximum(_most(list(s.links.values()), s.n), s.msg), s.barrier,
+                 _most(list(s.chip_links.values()), s.n), s.hops, tuple(s.layers))
 
 
 # ---- pricing and timing ----------------------------------------------------------------------
 
-def time(activity: Activity, arch: Arch) -> Timing:
-    """Cycles of a run: per stage instance the slowest of compute, DRAM (bandwidth + latency) and
-    NoC (busiest link, longest message, the global buffers' ports), plus a barrier per stage."""
-    bytes_per_cycle = arch.dram.gb_per_s * 1e9 / (arch.clock_mhz * 1e6)
+def stage_cycles(activity: Activity, arch: Arch) -> list[dict[str, int]]:
+    """Per stage, its cycles by bound: over its instances, the slowest of compute, DRAM
+    (bandwidth + latency, of the busiest chip), NoC (busiest link, longest message, the global
+    buffers' ports) and the chip-to-chip links (the busiest link's bytes at its bandwidth, plus
+    its latency per link the longest message crosses) of each, plus a barrier per instance."""
+    clock = arch.clock_mhz * 1e6
+    bytes_per_cycle = arch.dram.gb_per_s * 1e9 / clock
     latency = math.ceil(arch.dram.latency_ns * arch.clock_mhz / 1e3)
+    link = arch.system.link
+    link_per_cycle = link.gb_per_s * 1e9 / clock
+    link_latency = math.ceil(link.latency_ns * arch.clock_mhz / 1e3)
     barrier = (arch.rows + arch.cols) * arch.noc.hop_cycles
     gb_port = sum(b.port_bits for b in arch.global_buffers) / 8 or 1.0
-    by = dict.fromkeys(BOUNDS, 0)
+    out = []
     for s in activity.stages:
         dram = np.ceil(s.dram_bytes / bytes_per_cycle) + np.where(s.dram_bytes > 0, latency, 0)
         noc = np.maximum(s.noc, np.ceil(s.gb_bytes / gb_port))
-        stacked = np.stack([s.compute, dram, noc])
+        chip_links = np.ceil(s.link_bytes / link_per_cycle) + s.link_hops * link_latency
+        stacked = np.stack([s.compute, dram, noc, chip_links])
         which = np.argmax(stacked, axis=0)
         top = stacked.max(axis=0)
-        for i, name in enumerate(("compute", "dram", "noc")):
-            by[name] += int(top[which == i].sum())
-        if s.barrier:
-            by["barrier"] += barrier * s.instances
+        by = {name: int(top[which == i].sum()) for i, name in enumerate(("compute", "dram", "noc", "link"))}
+        by["barrier"] = barrier * s.instances if s.barrier else 0
+        out.append(by)
+    return out
+
+
+def time(activity: Activity, arch: Arch) -> Timing:
+    """Cycles of a run: the stages' cycles by bound (`stage_cycles`), summed."""
+    by = dict.fromkeys(BOUNDS, 0)
+    for stage in stage_cycles(activity, arch):
+        for k, v in stage.items():
+            by[k] += v
     cycles = sum(by.values())
     return Timing(cycles, by, cycles / (arch.clock_mhz * 1e6))
 
 
 def price(counts: Counts, arch: Arch, seconds: float = 0.0, cores: int | None = None) -> dict[str, float]:
     """Energy terms (pJ) of `counts` under `arch`'s tables; static power of `cores` cores
-    (default: all) over `seconds`."""
+    (default: all of one chip) over `seconds`; the chip-to-chip links at their pJ per bit and
+    link crossed."""
     e = arch.energy
     buffers = {b.name: b for b in arch.buffers + arch.global_buffers}
     sram = sum(bits * buffers[n].read_pj_per_bit for n, bits in counts.sram_read_bits.items())
@@ -372,4 +431,5 @@ def price(counts: Counts, arch: Arch, seconds: float = 0.0, cores: int | None = 
         "noc": counts.noc_bit_hops * arch.noc.hop_pj_per_bit,
         "dram": counts.dram_bytes * 8 * arch.dram.pj_per_bit,
         "static": arch.static_mw * 1e-3 * seconds * 1e12 * (arch.n_cores if cores is None else cores),
+        "link": counts.link_bit_hops * arch.system.link.pj_per_bit,
     }

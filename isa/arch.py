@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeforge.isa.errors import SpikeforgeError
-from spikeforge.isa.limits import MAX_CORES, show
+from spikeforge.isa.limits import MAX_CHIPS, MAX_CORES, show
 from spikeforge.isa.safeio import load_yaml, read_text
 
 ROLES = ("weights", "input", "psum", "membrane", "spikes", "mask", "grad_in", "grad_out", "bptt",
@@ -128,6 +128,31 @@ class System:
             return min(d, self.chips - d)
         cols = math.ceil(math.sqrt(self.chips))
         return abs(a // cols - b // cols) + abs(a % cols - b % cols)
+
+    def route(self, a: int, b: int) -> list[tuple]:
+        """The directed links a message from chip a to chip b crosses, `hops(a, b)` of them: up to
+        the host and down on a star; the shorter way round a ring; on a grid along the row, then
+        the column (the other way round where the corner is missing from a last, partial row)."""
+        if a == b:
+            return []
+        if self.topology == "star":
+            return [(a, "host"), ("host", b)]
+        if self.topology == "ring":
+            step = 1 if (b - a) % self.chips <= self.chips // 2 else -1
+            path = [a]
+            while path[-1] != b:
+                path.append((path[-1] + step) % self.chips)
+            return list(zip(path, path[1:]))
+        cols = math.ceil(math.sqrt(self.chips))
+        (ra, ca), (rb, cb) = divmod(a, cols), divmod(b, cols)
+        corner = ra * cols + cb
+        legs = [(ra, cb), (rb, cb)] if corner < self.chips else [(rb, ca), (rb, cb)]
+        path, (r, c) = [a], (ra, ca)
+        for tr, tc in legs:
+            while (r, c) != (tr, tc):
+                r, c = r + (tr > r) - (tr < r), c + (tc > c) - (tc < c)
+                path.append(r * cols + c)
+        return list(zip(path, path[1:]))
 
     def host_hops(self, chip: int) -> int:
         """Links between a chip and the host."""
@@ -364,6 +389,8 @@ def _system(doc: _Doc) -> System:
     doc.only(("chips", "topology", "link"))
     link = doc.sub("link")
     link.only(("gb_per_s", "pj_per_bit", "latency_ns"))
+    if doc.pos_int("chips") > MAX_CHIPS:
+        raise doc.err("chips", f"must be at most {MAX_CHIPS}, got {doc.d['chips']}")
     return System(doc.pos_int("chips"), doc.choice("topology", TOPOLOGIES),
                   Link(link.num("gb_per_s"), link.num("pj_per_bit", False), link.num("latency_ns", False)))
 

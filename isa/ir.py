@@ -78,11 +78,12 @@ class Graph:
 
     @property
     def outputs(self) -> list[Op]:
-        """Output ops, or the sinks of the graph when it marks none."""
+        """Output ops, or the sinks of the graph when it marks none (ops that no op reads in
+        the same step: one read only through a `delay` is a sink)."""
         marked = [op for op in self.ops if op.kind == "output"]
         if marked:
             return marked
-        used = {i for op in self.ops for i in op.inputs}
+        used = {i for op in self.ops if op.kind != "delay" for i in op.inputs}
         return [op for op in self.ops if op.name not in used]
 
     def consumers(self, name: str) -> list[Op]:
@@ -106,6 +107,7 @@ class Graph:
         for op in order:
             typed.append(_check_op(op, seen, pre))
             seen[op.name] = typed[-1]
+        _check_delays(typed, seen, pre)
         g = Graph(name, typed)
         if not g.inputs:
             raise SpikeforgeError(f"{pre}model has no input op")
@@ -140,15 +142,17 @@ class Graph:
 
 
 def _topo_order(ops: list[Op], by_name: dict[str, Op], pre: str) -> list[Op]:
-    """Kahn's algorithm, stable in the given order; names a node on a cycle."""
+    """Kahn's algorithm, stable in the given order; names a node on a cycle. A `delay` reads
+    the previous step, so its edge does not order it."""
     for op in ops:
         for i in op.inputs:
             if i not in by_name:
                 raise SpikeforgeError(f"{pre}op '{op.name}': input '{i}' is not defined")
-    indeg = {op.name: len(set(op.inputs)) for op in ops}
+    deps = {op.name: () if op.kind == "delay" else tuple(dict.fromkeys(op.inputs)) for op in ops}
+    indeg = {n: len(d) for n, d in deps.items()}
     users: dict[str, list[str]] = {op.name: [] for op in ops}
     for op in ops:
-        for i in dict.fromkeys(op.inputs):
+        for i in deps[op.name]:
             users[i].append(op.name)
     pos = {op.name: k for k, op in enumerate(ops)}
     ready = sorted((n for n, d in indeg.items() if d == 0), key=pos.__getitem__)
@@ -165,8 +169,30 @@ def _topo_order(ops: list[Op], by_name: dict[str, Op], pre: str) -> list[Op]:
                 heapq.heappush(heap, (pos[u], u))
     if len(order) != len(ops):
         stuck = next(op.name for op in ops if indeg[op.name] > 0)
-        raise SpikeforgeError(f"{pre}op '{stuck}': graph has a cycle through this op")
+        raise SpikeforgeError(f"{pre}op '{stuck}': graph has a cycle through this op "
+                              "(a recurrent edge reads the previous step through a `delay` op)")
     return order
+
+
+def _check_delays(ops: list[Op], by_name: dict[str, Op], pre: str) -> None:
+    """A delay carries its input's type, something reads it, and it reads something other than
+    delays in the end."""
+    read = {i for op in ops for i in op.inputs}
+    for op in ops:
+        if op.kind != "delay":
+            continue
+        src = by_name[op.inputs[0]]
+        if src.type != op.type:
+            raise SpikeforgeError(f"{pre}op '{op.name}' (delay): declares {op.type}, but its input "
+                                  f"'{src.name}' is {src.type}")
+        if op.name not in read:
+            raise SpikeforgeError(f"{pre}op '{op.name}' (delay): no op reads it")
+        chain = {op.name}
+        while src.kind == "delay":
+            if src.name in chain:
+                raise SpikeforgeError(f"{pre}op '{op.name}' (delay): a cycle of delays only, with no value in it")
+            chain.add(src.name)
+            src = by_name[src.inputs[0]]
 
 
 def _check_op(op: Op, by_name: dict[str, Op], pre: str) -> Op:

@@ -17,7 +17,8 @@ from spikeforge.isa.errors import SpikeforgeError
 MAX_TIMESTEPS = 100_000
 MAX_BATCH = 1_000_000
 MAX_SEED = 2**32 - 1  # numpy, METIS and SQLite all take it
-MAX_CORES = 65_536  # a mesh of 256 x 256
+MAX_CORES = 65_536  # a mesh of 256 x 256 (of all chips of a system together)
+MAX_CHIPS = 1024  # chips of a system
 VALUE_BYTES = 4  # float32: weights, inputs and state in the simulator
 
 _limit: int | None = None  # bytes, set by --max-memory; None: what the machine allows

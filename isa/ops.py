@@ -262,6 +262,10 @@ def _coef_tensors(*names):
     return tensors
 
 
+def _delay_infer(p, ins):
+    return TensorType(SPIKE if p["spikes"] else REAL, p["shape"])
+
+
 def _spike_infer(p, ins):
     return TensorType(SPIKE, ins[0].shape)
 
@@ -303,6 +307,9 @@ KINDS: dict[str, OpKind] = {k.name: k for k in [
                      _P("momentum", "pos_float", 0.1)], (1, 1), _bn_infer, _bn_tensors, _elem_work,
        "batch-norm over axis 0 (channels); training normalises with `stats`: batch (per step, over the "
        "batch and positions), batch_time (over time steps too) or running; inference with running"),
+    _k("delay", [_P("shape", "shape"), _P("spikes", "bool", True)], (1, 1), _delay_infer,
+       doc="its input's value at the previous step (zeros at step 0): a recurrent edge; declares that value's "
+           "type, since its input is usually computed later in the step"),
     _k("threshold", [_P("threshold", "float", 1.0)], (1, 1), _spike_infer, _coef_tensors("threshold"),
        _neuron_work, "stateless spike: x > threshold"),
     _k("lif", [_P("beta", "float", 0.9), _P("threshold", "float", 1.0), _P("gain", "float", 1.0),

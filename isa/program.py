@@ -1,6 +1,7 @@
 """A compiled program: per core, a list of instructions and (nestable) loops over time steps.
 `OPCODES` is the one table of opcodes and their operand kinds that codegen and simulator share;
-`Program` validates every instruction when it is built."""
+`Program` validates every instruction when it is built. A program for a system of several
+chips (header `chips` > 1) names its cores (chip, row, col); a one-chip program (row, col)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ STATE_WORD_BYTES = 4
 
 _PIECE = ("layer", "lo", "hi")
 # dma: a transfer between a core buffer and `level` (dram, or a global buffer by name) on behalf
-# of `layer`; noc: a message of `layer`'s values to or from another core.
+# of `layer`; noc: a message of `layer`'s values to or from another core; link: a message of
+# `elements` of `layer`'s values to or from a core of another chip (1 bit per spike element, a
+# value per element otherwise).
 OPCODES: dict[str, tuple[str, ...]] = {
     "dma.load": ("buffer", "bytes", "category", "layer", "level"),
     "dma.store": ("buffer", "bytes", "category", "layer", "level"),
     "noc.send": ("kind", "coord", "bytes", "layer"),
     "noc.recv": ("kind", "coord", "bytes", "layer"),
+    "link.send": ("kind", "chip", "coord", "elements", "layer"),
+    "link.recv": ("kind", "chip", "coord", "elements", "layer"),
     "fp.integrate": _PIECE,
     "fp.fire": _PIECE,
     "fp.elem": _PIECE,
@@ -58,6 +63,8 @@ OPERAND_KINDS = {
               "a (row, col) pair of non-negative ints"),
     "level": (lambda v: isinstance(v, str) and bool(NAME.match(v)), "dram or a global buffer name"),
     "layer": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "chip": (_nat, "a non-negative int"),
+    "elements": (_nat, "a non-negative int"),
     "lo": (_nat, "a non-negative int"),
     "hi": (_nat, "a non-negative int"),
     "id": (_nat, "a non-negative int"),
@@ -73,7 +80,7 @@ class Instr:
 
     @property
     def unit(self) -> str:
-        """What executes it: dma, noc, fp, bp, wg or barrier."""
+        """What executes it: dma, noc, link, fp, bp, wg or barrier."""
         return self.op.split(".")[0]
 
     @property
@@ -110,6 +117,7 @@ class Header:
     strategy: str = "metis"
     spike_rate: float = 0.1
     optimizer: str = "sgd"
+    chips: int = 1  # chips of the system the program runs on (docs/multichip.md)
 
 
 _HEADER_CHECKS = {
@@ -124,6 +132,7 @@ _HEADER_CHECKS = {
     "strategy": (lambda v: isinstance(v, str), "a string"),
     "spike_rate": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1, "in (0, 1]"),
     "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+    "chips": (lambda v: _nat(v) and v > 0, "a positive int"),
 }
 
 
@@ -169,6 +178,18 @@ def problem(item) -> str | None:
     return None
 
 
+def link_problem(item, chip: int, chips: int) -> str | None:
+    """What is wrong with a link instruction's chip operand on a core of `chip`, or None."""
+    if not (isinstance(item, Instr) and item.unit == "link"):
+        return None
+    to = item.operands["chip"]
+    if chips == 1:
+        return f"{item.op} needs a program for several chips (header chips > 1)"
+    if to < chips and to != chip:
+        return None
+    return f"{item.op} chip {to} must be another chip of the system (0 to {chips - 1}; this core is on chip {chip})"
+
+
 def _walk(body: list, loops: tuple[Loop, ...]) -> Iterator[tuple[Instr, tuple[Loop, ...]]]:
     for item in body:
         if isinstance(item, Loop):
@@ -177,12 +198,28 @@ def _walk(body: list, loops: tuple[Loop, ...]) -> Iterator[tuple[Instr, tuple[Lo
             yield item, loops
 
 
+def chip_of(core: tuple) -> int:
+    """The chip of a core key: (chip, row, col), or chip 0 for a one-chip (row, col)."""
+    return core[0] if len(core) == 3 else 0
+
+
+def coord_of(core: tuple) -> tuple[int, int]:
+    """The (row, col) of a core key on its chip."""
+    return core[-2:]
+
+
+def core_key(chip: int, coord: tuple[int, int], chips: int) -> tuple:
+    """The key of core `coord` of `chip` in a program for `chips` chips."""
+    return coord if chips == 1 else (chip, *coord)
+
+
 @dataclass
 class Program:
-    """A validated program: `cores` maps (row, col) to its instructions, kept in sorted order."""
+    """A validated program: `cores` maps each core to its instructions, kept in sorted order; a
+    core is (row, col) when the header's `chips` is 1, else (chip, row, col)."""
 
     header: Header
-    cores: dict[tuple[int, int], list[Union[Instr, Loop]]] = field(default_factory=dict)
+    cores: dict[tuple, list[Union[Instr, Loop]]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.validate()
@@ -194,26 +231,31 @@ class Program:
             raise SpikeforgeError(f"program header must be a Header, got {type(self.header).__name__}")
         if msg := header_problem(vars(self.header)):
             raise SpikeforgeError(msg)
+        chips = self.header.chips
         for core, body in self.cores.items():
-            if not (isinstance(core, tuple) and len(core) == 2 and all(map(_nat, core))):
+            if chips == 1 and not (isinstance(core, tuple) and len(core) == 2 and all(map(_nat, core))):
                 raise SpikeforgeError(f"core {core!r} must be a (row, col) pair of non-negative ints")
+            if chips > 1 and not (isinstance(core, tuple) and len(core) == 3 and all(map(_nat, core))
+                                  and core[0] < chips):
+                raise SpikeforgeError(f"core {core!r} must be a (chip, row, col) triple of non-negative ints "
+                                      f"with chip < {chips} (the header's chips)")
             if not isinstance(body, list):
                 raise SpikeforgeError(f"core {core}: instructions must be a list")
             self._check_body(core, body, "")
 
     def _check_body(self, core, body: list, path: str) -> None:
         for i, item in enumerate(body):
-            if msg := problem(item):
+            if msg := problem(item) or link_problem(item, chip_of(core), self.header.chips):
                 raise SpikeforgeError(f"core {core} instruction {path}{i}: {msg}")
             if isinstance(item, Loop):
                 self._check_body(core, item.body, f"{path}{i}.")
 
-    def walk(self, core: tuple[int, int]) -> Iterator[tuple[Instr, tuple[Loop, ...]]]:
+    def walk(self, core: tuple) -> Iterator[tuple[Instr, tuple[Loop, ...]]]:
         """Each instruction of a core in program order, with its enclosing loops (outermost
         first): it executes prod(loop.count) times."""
         return _walk(self.cores[core], ())
 
-    def instruction_count(self, core: tuple[int, int] | None = None, executed: bool = False) -> int:
+    def instruction_count(self, core: tuple | None = None, executed: bool = False) -> int:
         """Instructions in one core (or all): as written, or as executed with loops unrolled."""
         cores = [core] if core is not None else list(self.cores)
         return sum(math.prod(l.count for l in loops) if executed else 1 for c in cores for _, loops in self.walk(c))

@@ -11,7 +11,8 @@ from lark import Lark, Transformer, Tree, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput
 
 from spikeforge.isa.errors import SpikeforgeError
-from spikeforge.isa.program import OPCODES, Header, Instr, Loop, Program, header_problem, problem
+from spikeforge.isa.program import (OPCODES, Header, Instr, Loop, Program, chip_of, coord_of, core_key, header_problem,
+                                    link_problem, problem)
 
 _BARE = {"buffer", "category", "kind", "level"}  # string operands written unquoted; the others are quoted
 
@@ -66,13 +67,14 @@ class _Assembler:
         self.where = where
         self.meta: dict | None = None
         self.cores: dict = {}
+        self.on_chip: int | None = None  # the chip of the cores that follow (`.chip`)
         self.stack: list[tuple[list, Tree]] = []
 
     def error(self, node: Tree, message: str) -> SpikeforgeError:
         return SpikeforgeError(f"line {node.meta.line} column {node.meta.column}: {message}", self.where)
 
     def statement(self, stmt: Tree) -> None:
-        if stmt.data not in ("program", "core") and not self.stack:
+        if stmt.data not in ("program", "chip", "core") and not self.stack:
             raise self.error(stmt, f"{'instruction' if stmt.data == 'instr' else stmt.data} before any .core")
         getattr(self, stmt.data)(stmt)
 
@@ -90,15 +92,32 @@ class _Assembler:
         if msg := header_problem(self.meta):
             raise self.error(stmt, msg)
 
+    def _chips(self) -> int:
+        return (self.meta or {}).get("chips", 1)
+
+    def chip(self, stmt: Tree) -> None:
+        self.check_closed()
+        chip = int(stmt.children[0])
+        if self._chips() == 1:
+            raise self.error(stmt, ".chip needs a .program header with chips > 1")
+        if not 0 <= chip < self._chips():
+            raise self.error(stmt, f".chip {chip}: must be 0 to {self._chips() - 1} (the header's chips)")
+        self.on_chip = chip
+        self.stack = []
+
     def core(self, stmt: Tree) -> None:
         self.check_closed()
         coord = tuple(int(x) for x in stmt.children)
         if min(coord) < 0:
             raise self.error(stmt, f"core {coord} must have a non-negative row and col")
-        if coord in self.cores:
-            raise self.error(stmt, f"duplicate .core {coord[0]} {coord[1]}")
-        self.cores[coord] = []
-        self.stack = [(self.cores[coord], stmt)]
+        if self._chips() > 1 and self.on_chip is None:
+            raise self.error(stmt, f".core before any .chip (the header has chips={self._chips()})")
+        key = core_key(self.on_chip or 0, coord, self._chips())
+        if key in self.cores:
+            raise self.error(stmt, f"duplicate .core {coord[0]} {coord[1]}" + (f" on .chip {self.on_chip}"
+                                                                                if self._chips() > 1 else ""))
+        self.cores[key] = []
+        self.stack = [(self.cores[key], stmt)]
 
     def loop(self, stmt: Tree) -> None:
         loop = Loop(str(stmt.children[0]), int(stmt.children[1]), len(stmt.children) == 3)
@@ -115,7 +134,7 @@ class _Assembler:
     def instr(self, stmt: Tree) -> None:
         name, *raw = stmt.children
         instr = Instr(str(name), tuple(str(a) if isinstance(a, str) else a for a in raw))
-        if msg := problem(instr):
+        if msg := problem(instr) or link_problem(instr, self.on_chip or 0, self._chips()):
             raise self.error(stmt, msg)
         for i, (kind, a) in enumerate(zip(OPCODES[instr.op], raw), 1):
             if isinstance(a, str) and isinstance(a, _Bare) != (kind in _BARE):
@@ -175,9 +194,15 @@ def _emit(body: list, depth: int, lines: list[str]) -> None:
 
 
 def disassemble(program: Program) -> str:
-    """Print a program in canonical form: two-space indents, cores in sorted order."""
-    lines = ["# spikeforge assembly", ".program" + "".join(f" {k}={_literal(v)}" for k, v in vars(program.header).items())]
-    for (row, col), body in program.cores.items():
-        lines.append(f".core {row} {col}")
+    """Print a program in canonical form: two-space indents, cores in sorted order (a `.chip`
+    line before each chip's cores, and `chips` in the header, only when there are several)."""
+    fields = {k: v for k, v in vars(program.header).items() if k != "chips" or v != 1}
+    lines = ["# spikeforge assembly", ".program" + "".join(f" {k}={_literal(v)}" for k, v in fields.items())]
+    chip = None
+    for core, body in program.cores.items():
+        if program.header.chips > 1 and chip_of(core) != chip:
+            chip = chip_of(core)
+            lines.append(f".chip {chip}")
+        lines.append(".core {} {}".format(*coord_of(core)))
         _emit(body, 1, lines)
     return "\n".join(lines) + "\n"

@@ -1,7 +1,12 @@
 """Mapping units. A *group* is a root op (weight op, pooling or reduction that starts a layer)
 plus the ops fused after it that are element-wise along the root's first axis (batch-norm,
 neurons, residual add, mask, channel-preserving pooling, flatten). A group splits into *pieces*
-along that axis (output channels of a conv, output neurons of a linear), never finer."""
+along that axis (output channels of a conv, output neurons of a linear), or, when one channel
+exceeds a core's membrane SRAM, into row bands of its channels (mapping/bands.py).
+
+A `delay` op is no group: a group reading one reads its source's values of the previous step
+(a delayed edge). Groups on a cycle through delayed edges form a *recurrent set*, which runs
+its steps in order; the groups are ordered so that each set's groups follow each other."""
 
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ _STATES = {"lif": 1, "if": 1, "li": 1, "cubalif": 2, "threshold": 0}
 
 @dataclass
 class Group:
-    """A layer as the mapper sees it: ops [root, *followers], split into `units` along axis 0."""
+    """A layer as the mapper sees it: ops [root, *followers], split into `units` along axis 0
+    (or, with `bands` > 1, into `bands` row bands of each channel: units = channels x bands)."""
 
     name: str
     ops: list[Op]
@@ -32,6 +38,12 @@ class Group:
     out_size: int = 0  # elements of the last op
     split_weights: bool = True  # weights divide among pieces along the unit axis
     in_edges: list["Edge"] = field(default_factory=list)
+    recurrence: str = ""  # on a cycle through delayed edges: the first group of its recurrent set
+    bands: int = 1  # row bands per channel (mapping/bands.py)
+
+    @property
+    def channels(self) -> int:
+        return self.units // self.bands
 
     @property
     def root(self) -> Op:
@@ -44,8 +56,9 @@ class Group:
 
 @dataclass(frozen=True)
 class Edge:
-    """Values of producer op `src_op` (in group `src`) read by group `dst`. `aligned` edges need
-    only the matching unit range; others need every unit (full fan-in)."""
+    """Values of producer op `src_op` (in group `src`) read by group `dst`, of the same step or,
+    `delayed`, of the previous one. `aligned` edges need only the matching unit range; others
+    need every unit (full fan-in)."""
 
     src: str
     dst: str
@@ -53,6 +66,7 @@ class Edge:
     elements: int
     spike: bool
     aligned: bool
+    delayed: bool = False
 
 
 def _units(op: Op) -> int:
@@ -84,7 +98,7 @@ def build_groups(graph: Graph) -> list[Group]:
     groups: dict[str, Group] = {}
     group_of: dict[str, str] = {}
     for op in graph:
-        if op.kind in ("input", "output"):
+        if op.kind in ("input", "output", "delay"):
             continue
         gname = None if op.kind in WEIGHT_KINDS else _follows(op, graph, group_of, groups)
         if gname is None:
@@ -98,15 +112,58 @@ def build_groups(graph: Graph) -> list[Group]:
         _fill_work(g, graph, layers)
         members = {o.name for o in g.ops}
         for o in g.ops:
-            for i, src in enumerate(o.inputs):
-                if src in members:
-                    continue
+            for src in o.inputs:
+                delayed = graph[src].kind == "delay"
+                while graph[src].kind == "delay":
+                    src = graph[src].inputs[0]
                 s = graph[src]
-                src_group = group_of.get(src, "input" if s.kind == "input" else src)
                 aligned = (o is not g.root or (o.kind in ("conv1d", "conv2d") and o.params["groups"] > 1)
                            or o.kind not in WEIGHT_KINDS) and s.type.shape[:1] == (g.units,)
-                g.in_edges.append(Edge(src_group, g.name, src, s.type.size, s.type.kind == SPIKE, aligned))
-    return list(groups.values())
+                if src in members and (aligned or not delayed):
+                    continue  # within the group's pieces (a delayed one reads its own units' last step)
+                src_group = group_of.get(src, "input" if s.kind == "input" else src)
+                g.in_edges.append(Edge(src_group, g.name, src, s.type.size, s.type.kind == SPIKE, aligned, delayed))
+    ordered = list(groups.values())
+    return _recurrent_sets(ordered) if any(e.delayed for g in ordered for e in g.in_edges) else ordered
+
+
+def _recurrent_sets(groups: list[Group]) -> list[Group]:
+    """Mark the groups on cycles (their strongly connected sets, through delayed edges) and
+    order the groups as the sets' graph orders them, each set's groups together in their order."""
+    index = {g.name: i for i, g in enumerate(groups)}
+    succs: dict[str, set[str]] = {g.name: set() for g in groups}
+    for g in groups:
+        for e in g.in_edges:
+            if e.src in succs:
+                succs[e.src].add(g.name)
+    reach = {n: _reach(succs, n) for n in succs}  # n is in reach[n] when it is on a cycle
+    first = {n: min((m for m in reach[n] if n in reach[m]), key=index.__getitem__, default=n) for n in succs}
+    for g in groups:
+        if g.name in reach[g.name]:
+            g.recurrence = first[g.name]
+    sets: dict[str, list[Group]] = {}
+    for g in groups:
+        sets.setdefault(first[g.name], []).append(g)
+    waits = {k: {first[e.src] for g in gs for e in g.in_edges if e.src in first} - {k} for k, gs in sets.items()}
+    out: list[Group] = []
+    done: set[str] = set()
+    while len(done) < len(sets):  # Kahn over the sets, earliest first
+        k = min((k for k in sets if k not in done and waits[k] <= done), key=index.__getitem__)
+        done.add(k)
+        out += sets[k]
+    return out
+
+
+def _reach(succs: dict[str, set[str]], start: str) -> set[str]:
+    """The groups reachable from `start` by one edge or more."""
+    seen: set[str] = set()
+    todo = list(succs[start])
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo += succs[n]
+    return seen
 
 
 def _fill_work(g: Group, graph: Graph, layers) -> None:

@@ -1,6 +1,8 @@
 """The mapper: split groups into pieces under per-core capacities, take turns (rounds) when
 the model does not fit, partition pieces onto cores (METIS, traffic-weighted) or with the
-sequential baseline, place partitions on the mesh, and measure the resulting NoC traffic."""
+sequential baseline, place partitions on the mesh, and measure the resulting NoC traffic. On a
+system of several chips the groups are first split into a pipeline of runs, one per chip
+(mapping/chips.py); each chip then takes its own rounds, one chip after another."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ import numpy as np
 
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.arch import Arch
+from spikeforge.isa.limits import MAX_CORES
 from spikeforge.isa.program import OPTIMIZERS, STATE_WORD_BYTES
+from spikeforge.mapping.bands import band_choices, read_elements, set_bands
+from spikeforge.mapping.chips import Cut, cuts, split
 from spikeforge.mapping.groups import Edge, Group, build_groups, piece_bounds
 from spikeforge.mapping.placement import anneal, hop_cost, hops_matrix, spectral_start
 
@@ -33,11 +38,12 @@ class MapConfig:
     strategy: str = "metis"  # metis | sequential
     seed: int = 0
     optimizer: str = "sgd"  # of the weight update (isa.program.OPTIMIZERS)
+    chips: int = 1  # chips of the system the model is split over (mapping/chips.py)
 
 
 @dataclass
 class Piece:
-    """Units [lo, hi) of a group, in one round, on one core."""
+    """Units [lo, hi) of a group, in one round, on one core of one chip."""
 
     id: int
     group: str
@@ -45,6 +51,7 @@ class Piece:
     hi: int
     round: int
     core: tuple[int, int] = (0, 0)
+    chip: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class Link:
     bwd: int
     round: int
     spike: bool
+    chip: int = 0
 
 
 @dataclass
@@ -71,10 +79,13 @@ class Plan:
     groups: list[Group]
     pieces: list[Piece]
     rounds: int
-    traffic: np.ndarray  # [cores, cores] NoC bytes per sample and time step (row = source)
+    traffic: np.ndarray  # [cores, cores] NoC bytes per sample and time step (row = source), summed over chips
     packets: int  # multicast packets per sample and time step (one per destination core)
     links: list[Link] = field(default_factory=list)
     map_seconds: float = 0.0
+    chip_of: dict[str, int] = field(default_factory=dict)  # group -> its chip
+    cuts: list[Cut] = field(default_factory=list)  # tensors that cross between chips
+    round_chip: list[int] = field(default_factory=list)  # round -> the chip it runs on
 
     def group(self, name: str) -> Group:
         return next(g for g in self.groups if g.name == name)
@@ -98,7 +109,8 @@ def membrane_bytes(g: Group, units: int, arch: Arch) -> int:
 
 
 def weight_bytes(g: Group, units: int, arch: Arch) -> int:
-    w = g.weights * units / g.units if g.split_weights else g.weights
+    """Weights of `units` of g: their channels' whole kernels (a band needs its channel's)."""
+    w = g.weights * math.ceil(units / g.bands) / g.channels if g.split_weights else g.weights
     return math.ceil(w) * _vb(arch)
 
 
@@ -119,45 +131,114 @@ def _work(g: Group, training: bool) -> float:
 
 # ---- rounds and pieces -----------------------------------------------------------------------
 
-def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig) -> tuple[list[Piece], dict[int, int]]:
+def _pieces(groups: list[Group], arch: Arch, cfg: MapConfig, chip_of: list[int]) -> tuple[list[Piece], dict[int, int]]:
+    """Each chip's run of groups packed by `_pack`, the chips' rounds one after another. Returns
+    the pieces and that packing (piece id -> core index on its chip), a feasible fallback."""
+    pieces: list[Piece] = []
+    packing: dict[int, int] = {}
+    r = -1
+    for chip in sorted(set(chip_of)):
+        r = _pack([g for g, k in zip(groups, chip_of) if k == chip], arch, cfg, chip, r + 1, pieces, packing)
+    return pieces, packing
+
+
+def _pack(groups: list[Group], arch: Arch, cfg: MapConfig, chip: int, r: int, pieces: list[Piece],
+          packing: dict[int, int]) -> int:
     """Split groups into pieces (at most PIECE_SHARE of a core's membrane SRAM, or smaller for
-    load balance), then pack them in topological order onto cores, least-loaded core with room
-    first; when no core has room the chip starts a new round (layers take turns on the cores).
-    Returns the pieces and that packing (piece id -> core index), a feasible fallback."""
+    load balance), then pack them in topological order onto the chip's cores from round r,
+    least-loaded core with room first; when no core has room the chip starts a new round (layers
+    take turns on the cores). A recurrent set runs its steps in order, so all of it goes into one
+    round. Appends to `pieces` and `packing`; returns the last round."""
     cap = arch.capacity("membrane")
     total_mem = sum(membrane_bytes(g, g.units, arch) for g in groups)
     n_rounds = max(1, math.ceil(total_mem / (FILL * cap * arch.n_cores)))
     total_work = sum(_work(g, cfg.training) for g in groups) / n_rounds or 1.0
-    pieces: list[Piece] = []
-    packing: dict[int, int] = {}
-    used, load, r = np.zeros(arch.n_cores), np.zeros(arch.n_cores), 0
-    for g in groups:
-        per_unit = membrane_bytes(g, 1, arch) if g.states else 0
-        if per_unit > cap:
-            raise SpikeforgeError(
-                f"layer '{g.name}': one unit (output channel or neuron) needs {per_unit / 1024:.1f} KiB of "
-                f"membrane state, more than a core's membrane SRAM ({cap / 1024:.1f} KiB)")
+    used, load = np.zeros(arch.n_cores), np.zeros(arch.n_cores)
+    for g in groups:  # channels larger than a core are split into row bands first
+        if g.states and membrane_bytes(g, 1, arch) > cap:
+            _band(g, arch)
+
+    def bounds(g: Group) -> list[tuple[int, int]]:
         by_mem = math.ceil(membrane_bytes(g, g.units, arch) / (PIECE_SHARE * cap)) if g.states else 1
         by_work = math.ceil(PIECES_PER_CORE * arch.n_cores * _work(g, cfg.training) / total_work)
-        for lo, hi in piece_bounds(g.units, max(1, by_mem, by_work)):
-            m = membrane_bytes(g, hi - lo, arch)
-            room = np.flatnonzero(used + m <= FILL * cap) if used.any() else np.arange(arch.n_cores)
-            if not len(room):
+        return piece_bounds(g.units, g.units if g.bands > 1 else max(1, by_mem, by_work))
+
+    def room(m: float, used: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(used + m <= FILL * cap) if used.any() else np.arange(arch.n_cores)
+
+    def fits(gs: list[Group]) -> bool:
+        """Would the pieces of gs all find room in this round?"""
+        u, w = used.copy(), load.copy()
+        for g in gs:
+            for lo, hi in bounds(g):
+                m = membrane_bytes(g, hi - lo, arch)
+                free = room(m, u)
+                if not len(free):
+                    return False
+                k = int(free[np.argmin(w[free])])
+                u[k] += m
+                w[k] += _work(g, cfg.training) * (hi - lo) / g.units
+        return True
+
+    for g in groups:
+        if g.recurrence == g.name:
+            rec = [h for h in groups if h.recurrence == g.name]
+            if not fits(rec):
                 r += 1
                 used[:], load[:] = 0, 0
-                room = np.arange(arch.n_cores)
-            k = int(room[np.argmin(load[room])])
+                if not fits(rec):
+                    raise SpikeforgeError(
+                        f"layer '{g.name}': its recurrent set ({', '.join(h.name for h in rec)}) needs more "
+                        f"membrane SRAM than the chip's cores hold at once; a recurrence cannot take turns on them")
+        for lo, hi in bounds(g):
+            m = membrane_bytes(g, hi - lo, arch)
+            free = room(m, used)
+            if not len(free):
+                r += 1
+                used[:], load[:] = 0, 0
+                free = np.arange(arch.n_cores)
+            k = int(free[np.argmin(load[free])])
             used[k] += m
             load[k] += _work(g, cfg.training) * (hi - lo) / g.units
             packing[len(pieces)] = k
-            pieces.append(Piece(len(pieces), g.name, lo, hi, r))
-    return pieces, packing
+            pieces.append(Piece(len(pieces), g.name, lo, hi, r, chip=chip))
+    return r
+
+
+def _band(g: Group, arch: Arch) -> None:
+    """Split each channel of g into row bands, one band per piece: the fewest bands that pack a
+    core's planned fill (FILL of its membrane SRAM) to at least FILL, else the best packing of
+    those that fit it, else bands of a whole core each."""
+    cap = arch.capacity("membrane")
+    per_unit = membrane_bytes(g, 1, arch)
+    choices = band_choices(g)
+    if len(choices) == 1:
+        raise SpikeforgeError(
+            f"layer '{g.name}': one unit (output channel or neuron) needs {per_unit / 1024:.1f} KiB of "
+            f"membrane state, more than a core's membrane SRAM ({cap / 1024:.1f} KiB)")
+    fill = FILL * cap
+
+    def packing(n: int) -> float:  # share of the planned fill that whole bands use
+        band = per_unit / n
+        return math.floor(fill / band) * band / fill
+
+    fit = [n for n in choices if per_unit / n <= fill]
+    good = [n for n in fit if packing(n) >= FILL]
+    best = good[:1] or sorted(fit, key=packing, reverse=True)[:1] or [n for n in choices if per_unit / n <= cap][:1]
+    if not best:
+        raise SpikeforgeError(
+            f"layer '{g.name}': one output channel needs {per_unit / 1024:.1f} KiB of membrane state; even in its "
+            f"finest {choices[-1]} row bands one band needs {per_unit / choices[-1] / 1024:.1f} KiB, more than "
+            f"a core's membrane SRAM ({cap / 1024:.1f} KiB)")
+    set_bands(g, best[0])
 
 
 # ---- traffic between pieces ------------------------------------------------------------------
 
-def needed_elements(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
+def needed_elements(graph: Graph, edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> int:
     """Elements of p's output that piece q reads."""
+    if dst.bands > 1 and not edge.aligned:
+        return read_elements(graph, edge, src, p.lo, p.hi, dst, [(q.lo, q.hi)])
     per_unit = edge.elements / src.units
     if not edge.aligned:
         return round(per_unit * (p.hi - p.lo))
@@ -167,7 +248,7 @@ def needed_elements(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> i
     return max(0, round(per_unit * (hi - lo)))
 
 
-def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, arch: Arch):
+def _flows(graph: Graph, plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, arch: Arch):
     """(p, q, fwd_bytes, bwd_bytes, spike) for every producer piece p read by consumer piece q in the
     same round (per sample and step). Forward: spikes as address events, real values dense."""
     by_group: dict[tuple[str, int], list[Piece]] = {}
@@ -183,7 +264,7 @@ def _flows(plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, a
             for r in rounds:
                 for q in by_group.get((dst.name, r), []):
                     for p in by_group.get((src.name, r), []):
-                        n = needed_elements(e, src, p, q, dst)
+                        n = needed_elements(graph, e, src, p, q, dst)
                         if n <= 0:
                             continue
                         fwd = math.ceil(n * cfg.spike_rate) * EVENT_BYTES if e.spike else n * _vb(arch)
@@ -327,12 +408,19 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
     t0 = time.perf_counter()
     if cfg.strategy not in ("metis", "sequential"):
         raise SpikeforgeError(f"mapping strategy: must be metis or sequential, got {cfg.strategy!r}")
+    if isinstance(cfg.chips, bool) or not isinstance(cfg.chips, int) or cfg.chips < 1:
+        raise SpikeforgeError(f"chips: must be a positive int, got {cfg.chips!r}")
+    if cfg.chips * arch.n_cores > MAX_CORES:
+        raise SpikeforgeError(f"chips: {cfg.chips} chips of {arch.n_cores} cores are more than {MAX_CORES} cores, "
+                              "the limit of the mapper")
     groups = build_groups(graph)
     gmap = {g.name: g for g in groups}
-    pieces, packing = _pieces(groups, arch, cfg)
-    n_rounds = pieces[-1].round + 1 if pieces else 0
     cap = arch.capacity("membrane")
-    flows = _flows(gmap, pieces, cfg, arch)
+    runs = split(groups, cfg.chips, FILL * cap * arch.n_cores, _vb(arch), cfg.training,
+                 lambda g: membrane_bytes(g, g.units, arch))
+    pieces, packing = _pieces(groups, arch, cfg, runs)
+    n_rounds = pieces[-1].round + 1 if pieces else 0
+    flows = _flows(graph, gmap, pieces, cfg, arch)
     bwd_cap = {p.id: _out_bytes(gmap[p.group], p) * _vb(arch) for p in pieces}
     hops = hops_matrix(arch.rows, arch.cols)
     core_index: dict[int, int] = {}
@@ -353,7 +441,12 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
             p.core = divmod(core_index[p.id], arch.cols)
     traffic, packets = _core_traffic(flows, core_index, arch.n_cores, bwd_cap)
     links = _links(_piece_links(flows, core_index, bwd_cap), pieces, arch)
-    plan = Plan(graph, arch, cfg, groups, pieces, n_rounds, traffic, packets, links)
+    chip_of = {g.name: k for g, k in zip(groups, runs)}
+    round_chip = [0] * n_rounds
+    for p in pieces:
+        round_chip[p.round] = p.chip
+    plan = Plan(graph, arch, cfg, groups, pieces, n_rounds, traffic, packets, links, chip_of=chip_of,
+                cuts=cuts(groups, chip_of), round_chip=round_chip)
     plan.map_seconds = time.perf_counter() - t0
     return plan
 
@@ -375,7 +468,8 @@ def _links(piece_links, pieces: list[Piece], arch: Arch) -> list[Link]:
         e[1] += bwd
         if q.id < e[2].id:
             e[2] = q
-    return [Link(g, q.group, a, b, fwd, bwd, r, spike) for (g, a, b, r), (fwd, bwd, q, spike) in sorted(agg.items())]
+    return [Link(g, q.group, a, b, fwd, bwd, r, spike, q.chip)
+            for (g, a, b, r), (fwd, bwd, q, spike) in sorted(agg.items())]
 
 
 def _imbalance(parts: np.ndarray, work: np.ndarray, n_parts: int) -> float:

@@ -90,6 +90,16 @@ def _wg_tasks(g: Group, pieces: list[Piece], opcode: str) -> list[Task]:
     return [Task(opcode, g.root.name, *_range(g.root.type.size, g, p), p.core, g.name, p.id) for p in pieces]
 
 
+def _update_tasks(g: Group, pieces: list[Piece]) -> list[Task]:
+    """The update of a banded group's channel runs on the core of its first band, over the
+    whole channel (the other bands' partial gradients reach it through the gradients' home)."""
+    if g.bands == 1:
+        return _wg_tasks(g, pieces, "wg.update")
+    per = g.root.type.size // g.channels
+    return [Task("wg.update", g.root.name, p.lo // g.bands * per, (p.lo // g.bands + 1) * per, p.core, g.name, p.id)
+            for p in pieces if g.root.kind in WEIGHT_KINDS and p.lo % g.bands == 0]
+
+
 def build_schedule(plan: Plan) -> Schedule:
     inputs = {op.name for op in plan.graph.inputs}
     fp: list[list[Stage]] = []
@@ -110,5 +120,5 @@ def build_schedule(plan: Plan) -> Schedule:
         bp.append(stages)
     update = None
     if plan.config.training:
-        update = Stage("update", -1, (), [t for g in plan.groups for t in _wg_tasks(g, plan.pieces_of(g.name), "wg.update")])
+        update = Stage("update", -1, (), [t for g in plan.groups for t in _update_tasks(g, plan.pieces_of(g.name))])
     return Schedule(fp, bp, update)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
-from spikeforge.hwsim.optim import DEFAULT_LR
 from spikeforge.compiler.frontends.nir_conventions import EXPORTERS
+from spikeforge.hwsim.optim import DEFAULT_LR
 from spikeforge.isa import SpikeforgeError
 from spikeforge.isa.limits import one_line, set_memory_limit
 from spikeforge.isa.program import OPTIMIZERS
 from spikeforge.mapping.dataflow import DATAFLOWS, OBJECTIVES
-from spikeforge.sweep.spec import MAX_POINTS
+from spikeforge.sweeps.spec import MAX_POINTS
+from spikeforge.units import format_bytes
+from spikeforge.training import DATASETS
 
 EXAMPLES = {
     "zoo": "example: spikeforge zoo list --json",
@@ -23,7 +26,8 @@ EXAMPLES = {
                "  spikeforge compile model.yaml --arch my_chip.yaml --strategy sequential -o out/base --json",
     "simulate": "examples:\n  spikeforge simulate vgg11 --train\n"
                 "  spikeforge simulate vgg11 --train -B 16 --optimizer adam --json | jq .totals.dram_bytes_by_category\n"
-                "  spikeforge simulate resnet18 --arch large64 --train -T 4 -B 2 --rate 0.2 -o out/r18 --json\n"
+                "  spikeforge simulate resnet18 --arch large64 --train -T 4 -B 2 --input-rate 0.2 -o out/r18 --json\n"
+                "  spikeforge simulate vgg11 --train --layers          # + energy, DRAM and cycles per layer\n"
                 "  spikeforge simulate out/vgg11 --input batch.npz --mode dense --record-spikes -o out/sim",
     "inspect": "examples:\n  spikeforge inspect vgg11\n  spikeforge inspect model.yaml --json\n"
                "  spikeforge inspect net.nir --dt 1e-4 --reset zero --timesteps 8\n"
@@ -34,6 +38,7 @@ EXAMPLES = {
              "  spikeforge sweep export out/sw --csv out/sw.csv\n"
              "the spec format: docs/sweeps.md",
     "train": "examples:\n  spikeforge train examples/models/digits_mlp.yaml --dataset digits -o out/digits\n"
+             "  spikeforge train examples/models/digits_rsnn.yaml --dataset digits_rows -o out/rows\n"
              "  spikeforge train examples/models/digits_mlp.yaml --epochs 3 --fp16 --lr 0.1 -T 8 -B 32\n"
              "  spikeforge train examples/models/digits_mlp.yaml --optimizer adam --lr 0.003\n"
              "the same training beside snnTorch: examples/train_digits.py",
@@ -51,6 +56,18 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+
+class _Renamed(argparse.Action):
+    """An option's old spelling: still works, with a warning naming the new one."""
+
+    def __init__(self, option_strings, dest, new: str, **kw):
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stderr.write(f"warning: {option_string} is deprecated, use {self.new}\n")
+        setattr(namespace, self.dest, values)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -85,28 +102,38 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--spike-rate", type=_finite, default=0.1,
                    help="expected spikes per neuron per step, weights the traffic (default 0.1)")
     c.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output directory")
+    c.add_argument("--no-html", action="store_true", help="do not write OUTDIR/report.html (the interactive page; docs/report.md)")
     c.add_argument("--json", action="store_true", help="print compile.json to stdout")
 
     s = sub.add_parser("simulate", help="simulate one inference or training step on the chip: energy, latency, traffic",
                        epilog=EXAMPLES["simulate"], formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_args(s)
-    _run_args(s)
+    _run_args(s, unset=True)
+    s.add_argument("--recompile", action="store_true",
+                   help="MODEL is a compiled directory: compile its model and arch again with the settings given "
+                        "(without it, a setting that contradicts the compiled one is an error)")
     s.add_argument("--input", metavar="FILE.npz", help="array x: [T, B, *input] or [B, *input] (repeated over T)")
-    s.add_argument("--rate", type=_finite, help="Poisson input spikes at this rate (default: 0.2 for spike inputs, "
-                   "uniform [0, 1) values for direct inputs)")
+    s.add_argument("--input-rate", type=_finite, metavar="RATE", help="Poisson input spikes at this rate (default: "
+                   "0.2 for spike inputs, uniform [0, 1) values for direct inputs)")
+    s.add_argument("--rate", type=_finite, dest="input_rate", action=_Renamed, new="--input-rate",
+                   help="deprecated spelling of --input-rate")
     s.add_argument("--mode", choices=("sparse", "dense"), default="sparse",
                    help="sparse: zero spikes/errors are skipped (default); dense: every loop iteration counts")
     s.add_argument("--record-spikes", action="store_true", help="write OUTDIR/spikes.npz, one [T, B, *shape] array per layer")
-    s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json")
+    s.add_argument("-o", "--out", metavar="OUTDIR", help="write OUTDIR/report.json and OUTDIR/report.html")
+    s.add_argument("--no-html", action="store_true", help="do not write OUTDIR/report.html (the interactive page; docs/report.md)")
     s.add_argument("--json", action="store_true", help="print report.json to stdout")
+    s.add_argument("--layers", action="store_true", help="also print a table of the layers: synaptic ops, spike "
+                   "rate, energy and its DRAM part, DRAM bytes, cycles")
     s.add_argument("--allow-nonfinite", action="store_true",
                    help="run weights and inputs that hold NaN or inf (an error by default)")
 
     t = sub.add_parser("train", help="train a model on a dataset with the chip's FP/BP/WG engines: accuracy, energy per step",
                        epilog=EXAMPLES["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_args(t)
-    t.add_argument("--dataset", choices=("digits",), default="digits",
-                   help="digits: scikit-learn's 8x8 digits, split by --seed (default)")
+    t.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits: scikit-learn's 8x8 digits, split by --seed (default); digits_rows: the same "
+                        "images, one row of 8 pixels per step (T = 8), for recurrent models")
     t.add_argument("--arch", default="default", metavar="NAME|FILE", help="architecture preset or YAML file")
     t.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     t.add_argument("--timesteps", "-T", type=int, default=8, help="time steps (default 8)")
@@ -161,6 +188,7 @@ def _build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="Pareto front, sensitivity plots and summary.md of a sweep",
                        epilog=EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("outdir", metavar="OUTDIR", help="a directory written by `spikeforge sweep`")
+    r.add_argument("--no-html", action="store_true", help="do not write OUTDIR/report.html (the interactive page; docs/report.md)")
     r.add_argument("--color-by", metavar="PARAM", help="colour the Pareto plot by this parameter "
                    "(default: the first varied one; `model` also works)")
     return p
@@ -200,23 +228,32 @@ def _finite(text: str) -> float:
 _finite.__name__ = "finite number"  # argparse: "invalid finite number value: 'nan'"
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="default", metavar="NAME|FILE",
+def _run_args(p: argparse.ArgumentParser, unset: bool = False) -> None:
+    """The settings of a compiled program; with `unset` they stay None when not given (simulate
+    checks them against a compiled directory's, and applies the defaults otherwise)."""
+    def default(v):
+        return None if unset else v
+
+    p.add_argument("--arch", default=default("default"), metavar="NAME|FILE",
                    help="architecture preset or YAML file (default: default)")
-    p.add_argument("--train", action="store_true", help="a training step (FP + BP + WG + update) instead of inference")
-    p.add_argument("--timesteps", "-T", type=int, default=4, help="time steps (default 4)")
-    p.add_argument("--batch", "-B", type=int, default=1, help="samples per step (default 1)")
-    p.add_argument("--dataflow", choices=DATAFLOWS, default="search",
+    p.add_argument("--train", action="store_true", default=default(False),
+                   help="a training step (FP + BP + WG + update) instead of inference")
+    p.add_argument("--timesteps", "-T", type=int, default=default(4), help="time steps (default 4)")
+    p.add_argument("--batch", "-B", type=int, default=default(1), help="samples per step (default 1)")
+    p.add_argument("--dataflow", choices=DATAFLOWS, default=default("search"),
                    help="loop order and memory residency: search (default: the best for --objective), "
                         "naive (weights per sample and step), ws_time (time inside a weight tile), "
                         "ws_batch (batch and time inside a weight tile); docs/dataflow.md")
     p.add_argument("--objective", choices=OBJECTIVES, default="energy",
                    help="what the dataflow search minimises (default energy)")
-    _optimizer_arg(p)
+    p.add_argument("--chips", type=int, metavar="N", default=None,
+                   help="split the model over a system of N copies of the chip on the architecture's link "
+                        "(default: its system.chips, else 1); docs/multichip.md")
+    _optimizer_arg(p, default("sgd"))
 
 
-def _optimizer_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="sgd",
+def _optimizer_arg(p: argparse.ArgumentParser, default: str | None = "sgd") -> None:
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=default,
                    help="the training step's weight update: sgd (default) or adam (its FP32 state m, v in a "
                         "global buffer or DRAM, as the dataflow decides)")
 
@@ -292,11 +329,14 @@ def _cmd_compile(args) -> None:
     stats = compile_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
                            batch=args.batch, strategy=args.strategy, spike_rate=args.spike_rate, seed=args.seed,
                            dt=args.dt, reset=args.reset, exporter=args.exporter, dataflow=args.dataflow,
-                           objective=args.objective, optimizer=args.optimizer, progress=not args.json)
+                           objective=args.objective, optimizer=args.optimizer, chips=args.chips,
+                           progress=not args.json, html=not args.no_html)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
-        print_compile(stats, args.out)
+        copy = stats["source"].get("file")
+        print_compile(stats, args.out, ["placement.yaml", "placement.png", "program.sasm", "compile.json", "arch.yaml"]
+                      + ([copy] if copy else []) + ([] if args.no_html else ["report.html"]))
 
 
 def _cmd_simulate(args) -> None:
@@ -305,18 +345,19 @@ def _cmd_simulate(args) -> None:
 
     if args.record_spikes and not args.out:
         raise SpikeforgeError("--record-spikes needs -o OUTDIR")
-    if args.input and args.rate is not None:
-        raise SpikeforgeError("give --input or --rate, not both")
-    rep = simulate_to_dir(args.model, args.out, arch=args.arch, training=args.train, timesteps=args.timesteps,
-                          batch=args.batch, input_file=args.input, rate=args.rate, seed=args.seed, mode=args.mode,
+    if args.input and args.input_rate is not None:
+        raise SpikeforgeError("give --input or --input-rate, not both")
+    rep = simulate_to_dir(args.model, args.out, recompile=args.recompile, arch=args.arch, training=args.train,
+                          timesteps=args.timesteps,
+                          batch=args.batch, input_file=args.input, rate=args.input_rate, seed=args.seed, mode=args.mode,
                           record_spikes=args.record_spikes, dt=args.dt, reset=args.reset, exporter=args.exporter,
                           dataflow=args.dataflow, objective=args.objective, optimizer=args.optimizer,
-                          progress=not args.json,
-                          allow_nonfinite=args.allow_nonfinite)
+                          chips=args.chips, progress=not args.json, allow_nonfinite=args.allow_nonfinite,
+                          html=not args.no_html)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
-        print_report(rep, args.out)
+        print_report(rep, args.out, layers=args.layers)
 
 
 def _cmd_train(args) -> None:
@@ -329,19 +370,23 @@ def _cmd_train(args) -> None:
 
     doc = train_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                        batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed, fp16=args.fp16,
-                       optimizer=args.optimizer, progress=not args.json)
+                       optimizer=args.optimizer, progress=not args.json, on_epoch=None if args.json else _print_epoch)
     if args.json:
         print(json.dumps(doc, indent=2))
-        return
-    print(f"{doc['model']} on {doc['dataset']}, arch {doc['arch']} ({doc['arithmetic']}), B={doc['batch']} "
-          f"T={doc['timesteps']} {doc['optimizer']} lr={doc['lr']}, {doc['steps_per_epoch']} steps per epoch")
-    print("epoch   loss  train   test  energy/step  latency/step  DRAM/step  spike rate  skipped ops")
-    for e in doc["epochs"]:
-        print(f"{e['epoch']:5d}  {e['loss']:.3f}  {e['train_acc']:.3f}  {e['test_acc']:.3f}  "
-              f"{e['energy_pj'] * 1e-6:8.1f} µJ  {e['latency_s'] * 1e6:9.1f} µs  {e['dram_bytes'] / 1e6:6.2f} MB  "
-              f"{e['spike_rate']:10.3f}  {e['op_sparsity']:11.3f}")
-    if args.out:
+    elif args.out:
         print(f"wrote {args.out}/model.sfir (the trained model), {args.out}/train.json, {args.out}/train.png")
+
+
+def _print_epoch(r) -> None:
+    """One line per epoch as it ends (after a heading at the first)."""
+    if len(r.epochs) == 1:
+        print(f"{r.model} on {r.dataset}, arch {r.arch} ({r.arithmetic}), B={r.batch} T={r.timesteps} {r.optimizer} "
+              f"lr={r.lr}, {r.steps_per_epoch} steps per epoch")
+        print("epoch   loss  train   test  energy/step  latency/step  DRAM/step  spike rate  skipped ops")
+    e = r.epochs[-1]
+    print(f"{e.epoch:5d}  {e.loss:.3f}  {e.train_acc:.3f}  {e.test_acc:.3f}  {e.energy_pj * 1e-6:8.1f} µJ  "
+          f"{e.latency_s * 1e6:9.1f} µs  {format_bytes(e.dram_bytes):>9}  {e.spike_rate:10.3f}  {e.op_sparsity:11.3f}",
+          flush=True)
 
 
 def _cmd_federated(args) -> None:
@@ -353,26 +398,32 @@ def _cmd_federated(args) -> None:
     doc = federated_to_dir(args.model, args.out, dataset=args.dataset, arch=args.arch, workers=args.workers,
                            rounds=args.rounds, local_steps=args.local_steps, partition=args.partition,
                            batch=args.batch, timesteps=args.timesteps, lr=args.lr, seed=args.seed,
-                           optimizer=args.optimizer, scheduler=args.dask_scheduler, in_process=args.in_process, progress=not args.json)
+                           optimizer=args.optimizer, scheduler=args.dask_scheduler, in_process=args.in_process,
+                           progress=not args.json, on_round=None if args.json else _print_round)
     if args.json:
         print(json.dumps(doc, indent=2))
-        return
-    print(f"{doc['model']} on {doc['dataset']}: {doc['workers']} workers ({doc['partition']}, shards "
-          f"{', '.join(map(str, doc['shard_sizes']))}), {doc['local_steps']} local steps of B={doc['batch']} "
-          f"T={doc['timesteps']} per round, arch {doc['arch']} ({doc['arithmetic']}), {doc['topology']} link")
-    print("round   loss   test  compute/round  comm/round  comm bytes  latency/round")
-    for r in doc["rounds"]:
-        print(f"{r['round']:5d}  {r['loss']:.3f}  {r['test_acc']:.3f}  {r['compute_energy_pj'] * 1e-6:10.1f} µJ  "
-              f"{r['comm_energy_pj'] * 1e-6:7.2f} µJ  {r['comm_bytes'] / 1e3:7.1f} kB  {r['latency_s'] * 1e3:10.2f} ms")
-    if args.out:
+    elif args.out:
         print(f"wrote {args.out}/federated.json, {args.out}/federated.png")
+
+
+def _print_round(r) -> None:
+    """One line per FedAvg round as it ends (after a heading at the first)."""
+    if len(r.rounds) == 1:
+        print(f"{r.model} on {r.dataset}: {r.workers} workers ({r.partition}, shards "
+              f"{', '.join(map(str, r.shard_sizes))}), {r.local_steps} local steps of B={r.batch} T={r.timesteps} "
+              f"per round, arch {r.arch} ({r.arithmetic}), {r.topology} link")
+        print("round   loss   test  compute/round  comm/round  comm bytes  latency/round")
+    x = r.rounds[-1]
+    print(f"{x.round:5d}  {x.loss:.3f}  {x.test_acc:.3f}  {x.compute_energy_pj * 1e-6:10.1f} µJ  "
+          f"{x.comm_energy_pj * 1e-6:7.2f} µJ  {format_bytes(x.comm_bytes):>10}  {x.latency_s * 1e3:10.2f} ms",
+          flush=True)
 
 
 def _cmd_sweep(args) -> None:
     if args.spec == "export":
         if args.outdir is None or args.csv is None or args.out or args.workers or args.dask_scheduler:
             raise SpikeforgeError("usage: spikeforge sweep export OUTDIR --csv FILE")
-        from spikeforge.sweep.store import export_csv
+        from spikeforge.sweeps.store import export_csv
 
         n = export_csv(args.outdir, args.csv)
         print(f"wrote {args.csv} ({n} design points)")
@@ -384,7 +435,7 @@ def _cmd_sweep(args) -> None:
         raise SpikeforgeError("-o OUTDIR is required")
     if args.workers is not None and args.dask_scheduler:
         raise SpikeforgeError("give --workers or --dask-scheduler, not both")
-    from spikeforge.sweep.run import run_sweep
+    from spikeforge.sweeps.run import run_sweep
 
     run = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.dask_scheduler, progress=True,
                     max_points=args.max_points)
@@ -409,9 +460,9 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_report(args) -> None:
-    from spikeforge.sweep.report import write_report
+    from spikeforge.sweeps.report import write_report
 
-    rep = write_report(args.outdir, args.color_by)
+    rep = write_report(args.outdir, args.color_by, html=not args.no_html)
     for model, front in rep["pareto"].items():
         print(f"{model}: {len(front)} Pareto-optimal design{'' if len(front) == 1 else 's'}")
     print("wrote " + ", ".join(rep["files"]))
@@ -426,15 +477,28 @@ def main(argv: list[str] | None = None) -> int:
                 "export": _cmd_export}
     try:
         handlers[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
     except SpikeforgeError as e:
         sys.stderr.write(f"error: {one_line(str(e))}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `spikeforge ... | head`: the reader has what it wanted
+        _silence_stdout()
         return 0
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush finds no closed pipe."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (captured)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 from spikeforge.hwsim.optim import make_optimizer
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.arch import Arch
-from spikeforge.train import Dataset
+from spikeforge.training import Dataset
 
 
 @dataclass(frozen=True)
@@ -173,25 +173,16 @@ def local_round(graph: Graph, program, chip: Arch, weights: dict, x: np.ndarray,
                 batches: list[np.ndarray], optimizer: str, lr: float | None, worker: int) -> tuple[dict, WorkerLog]:
     """One worker's round on its shard (x, y): from `weights`, one simulated training step per
     batch with a fresh `optimizer`; its new weights and figures. `graph` is not changed."""
-    from spikeforge.hwsim.cost import run_costs
-    from spikeforge.hwsim.functional import Simulator, run, set_running
-    from spikeforge.train import _round_weights, encode
+    from spikeforge.hwsim.simulate import OnChip
+    from spikeforge.training import encode
 
     g = copy.deepcopy(graph)
     set_weights(g, weights)
-    fp16 = chip.arithmetic == "fp16"
-    sim = Simulator(g, fp16=fp16)
+    chip_run = OnChip(g, program, chip, make_optimizer(optimizer, lr))
     T = program.header.timesteps
-    update = make_optimizer(optimizer, lr)
     rows = []
     for idx in batches:
-        res = run(sim, {g.inputs[0].name: encode(x[idx], T)}, y[idx], True)
-        costs = run_costs(program, g, chip, res.stats, "sparse")
-        update.step(g, res.grads)
-        set_running(g, res.running)
-        if fp16:
-            _round_weights(g)
-        sim.refresh()
+        res, costs = chip_run.step(encode(x[idx], T), y[idx])
         rows.append((res.loss, res.correct / len(idx), sum(costs.energy.values()),
                      costs.cycles / (chip.clock_mhz * 1e6), sum(costs.dram_bytes.values())))
     m = np.array(rows, dtype=np.float64)
@@ -215,23 +206,28 @@ def exchange(chip: Arch, params: int, workers: int) -> tuple[int, float, float]:
     return 2 * per * workers, energy, seconds
 
 
-def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=None, progress=None) -> FedResult:
+def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=None, progress=None,
+              on_round=None) -> FedResult:
     """FedAvg training of `graph` (in place: it ends with the final global weights) on `data`,
     `cfg.workers` simulated copies of `chip`. `client`: a `distributed.Client` to run each
-    round's workers on, or None to run them here, one after another. `progress(round)` is called
-    after each round."""
+    round's workers on, or None to run them here, one after another. `progress(round)` and
+    `on_round(result)` are called after each round."""
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.functional import Simulator
-    from spikeforge.train import _round_weights, evaluate, fit_input
+    from spikeforge.hwsim.optim import store_fp16
+    from spikeforge.training import evaluate, fit_input
 
     cfg.check()
+    if data.steps:
+        raise SpikeforgeError(f"--dataset: federated training takes a dataset of static samples, not the sequence "
+                              f"{data.name!r}")
     data = fit_input(data, graph.inputs[0].type.shape, graph.name)
     parts = shards(data.y_train, cfg.workers, cfg.partition, cfg.seed, cfg.batch)
     program = compile_model(graph, chip, training=True, timesteps=cfg.timesteps, batch=cfg.batch,
-                            seed=cfg.seed, optimizer=cfg.optimizer).program
+                            seed=cfg.seed, optimizer=cfg.optimizer, chips=1).program  # each worker on one chip
     fp16 = chip.arithmetic == "fp16"
     if fp16:
-        _round_weights(graph)
+        store_fp16(graph)
     classes = int(data.y_train.max()) + 1
     params = graph.param_count()
     link = chip.system.link
@@ -256,7 +252,7 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
         new, logs = zip(*outs)
         set_weights(graph, fedavg(list(new), [len(p) for p in parts]))
         if fp16:  # the average is stored on the chips in FP16
-            _round_weights(graph)
+            store_fp16(graph)
         acc = evaluate(Simulator(graph, fp16=fp16), data.x_test, data.y_test, cfg.timesteps)
         sizes = np.array([len(p) for p in parts], dtype=np.float64)
         result.rounds.append(RoundLog(
@@ -265,6 +261,8 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
             max(l.latency_s for l in logs) + comm_s, list(logs)))
         if progress:
             progress(rnd)
+        if on_round:
+            on_round(result)
     return result
 
 

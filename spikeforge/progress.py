@@ -39,7 +39,9 @@ def bar(enabled: bool, total: int, description: str):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    # lines printed meanwhile go above the bar when stdout is the same terminal, else to stdout's file
     with Progress(TextColumn(description), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as p:
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                  redirect_stdout=sys.stdout.isatty()) as p:
         task = p.add_task(description, total=total)
         yield lambda done: p.update(task, completed=done)

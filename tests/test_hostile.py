@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 import spikeforge.cli
-from spikeforge.sweep.store import Store, read, writer_lock
+from spikeforge.sweeps.store import Store, read, writer_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY = 2 * 2**30
@@ -275,7 +275,7 @@ def d(tmp_path_factory) -> Path:
     _nir_graph(d / "nir_tau_inf.nir", _nir_affine(np.ones((2, 3)), tau=np.inf), NIR_EDGES)
     _nir_graph(d / "nir_tau_nan.nir", _nir_affine(np.ones((2, 3)), tau=np.nan), NIR_EDGES)
     _nir_graph(d / "nir_edge.nir", _nir_affine(np.ones((2, 3))), NIR_EDGES + [("lif", "ghost")])
-    _nir_graph(d / "nir_cycle.nir", _nir_affine(np.ones((3, 3))), NIR_EDGES + [("lif", "fc")])
+    _nir_graph(d / "nir_cycle.nir", _nir_affine(np.ones((3, 3))), NIR_EDGES + [("fc", "fc")])
     unsupported = _nir_affine(np.ones((2, 3)))
     unsupported["fc"] = {"type": "Delay", "delay": np.ones(3)}
     _nir_graph(d / "nir_unsupported.nir", unsupported, NIR_EDGES)
@@ -306,7 +306,7 @@ def d(tmp_path_factory) -> Path:
     # compiled directories (one real compile, then broken copies)
     rc, _, err = run_cli(["compile", "mlp", "-o", str(d / "compiled")], d, timeout=300)
     assert rc == 0, err
-    good = {n: (d / "compiled" / n).read_text() for n in ("compile.json", "program.sasm", "placement.yaml")}
+    good = {n: (d / "compiled" / n).read_text() for n in ("compile.json", "program.sasm", "placement.yaml", "arch.yaml")}
     meta = json.loads(good["compile.json"])
 
     def compiled(name, **files):
@@ -326,7 +326,8 @@ def d(tmp_path_factory) -> Path:
     compiled("c_noprogram", **{"program.sasm": None})
     compiled("c_nomodel", **{"compile.json": json.dumps({**meta, "source": {**meta["source"],
                                                                          "model": "gone.yaml"}})})
-    compiled("c_arch", **{"compile.json": json.dumps({**meta, "source": {**meta["source"], "arch": "nosuch"}})})
+    compiled("c_arch", **{"arch.yaml": good["arch.yaml"].replace("clock_mhz: 500", "clock_mhz: 900")})
+    compiled("c_noarch", **{"arch.yaml": None})
     compiled("c_binary", **{"compile.json": None})
     (d / "c_binary" / "compile.json").write_bytes(bytes(range(256)))
     (d / "c_empty").mkdir()
@@ -474,7 +475,7 @@ NIR_CASES = [([cmd, "{d}/" + name], needle) for cmd in ("inspect", "simulate") f
     ("not_hdf5.nir", "not a NIR file"), ("empty.nir", "empty"), ("node_dataset.nir", "no 'node' group"),
     ("no_node.nir", "no 'node' group"), ("not_graph.nir", "malformed NIR Affine node"), ("bomb.nir", "memory limit"),
     ("nir_tau_inf.nir", "not finite"), ("nir_tau_nan.nir", "not finite"), ("nir_edge.nir", "unknown node"),
-    ("nir_cycle.nir", "recurren"), ("nir_unsupported.nir", "unsupported"), ("nir_big.nir", "expected [2, 100000000000000]"),
+    ("nir_cycle.nir", "cycle without a neuron"), ("nir_unsupported.nir", "unsupported"), ("nir_big.nir", "expected [2, 100000000000000]"),
     ("truncated.nir", "HDF5"),
 ]] + [(["simulate", "{d}/nir_nan.nir"], "non-finite"), (["simulate", "{d}/nir_1e300.nir"], "non-finite")]
 
@@ -485,7 +486,7 @@ INPUT_CASES = [(["simulate", "mlp", "--input", "{d}/" + name], needle) for name,
     ("x_bomb.npz", "memory limit"), ("x_bomb2.npz", "memory limit"), ("x_garbage.npz", "not an .npz"),
     ("x_notnpy.npz", "not an .npz"), ("x_gzbomb.npz", "memory limit"), ("gone.npz", "not found"),
     ("a_file/x.npz", "not found"), ("r_empty", "not a file"),
-]] + [(["simulate", "mlp", "--input", "{d}/x_nan.npz", "--rate", "0.2"], "not both")]
+]] + [(["simulate", "mlp", "--input", "{d}/x_nan.npz", "--input-rate", "0.2"], "not both")]
 
 CLI_CASES = [(argv, needle) for argv, needle in [
     (["simulate", "mlp", "-T", "0"], "--timesteps"), (["simulate", "mlp", "-T", "-1"], "--timesteps"),
@@ -495,8 +496,8 @@ CLI_CASES = [(argv, needle) for argv, needle in [
     (["simulate", "mlp", "-B", "900000", "-T", "1000"], "memory limit"),
     (["simulate", "mlp", "--seed", "-1"], "--seed"), (["compile", "mlp", "--seed", "10" * 12, "-o", "{d}/o"], "--seed"),
     (["inspect", "mlp", "--seed", "-1"], "seed"), (["inspect", "{d}/mlp.yaml", "--seed", "-5"], "seed"),
-    (["simulate", "mlp", "--rate", "nan"], "finite"), (["simulate", "mlp", "--rate", "inf"], "finite"),
-    (["simulate", "mlp", "--rate", "2"], "--rate"), (["simulate", "mlp", "--rate", "-0.1"], "--rate"),
+    (["simulate", "mlp", "--input-rate", "nan"], "finite"), (["simulate", "mlp", "--input-rate", "inf"], "finite"),
+    (["simulate", "mlp", "--input-rate", "2"], "--input-rate"), (["simulate", "mlp", "--input-rate", "-0.1"], "--input-rate"),
     (["inspect", "{d}/nir_tau_inf.nir", "--dt", "nan"], "finite"), (["inspect", "{d}/nir_nan.nir", "--dt", "0"], "dt"),
     (["inspect", "{d}/nir_nan.nir", "--dt", "-1"], "dt"),
     (["compile", "mlp", "--spike-rate", "nan", "-o", "{d}/o"], "finite"),
@@ -538,7 +539,8 @@ OUTPUT_CASES = [(argv, needle) for argv, needle in [
 COMPILED_CASES = [(["simulate", "{d}/" + name], needle) for name, needle in [
     ("c_list", "source"), ("c_noseed", "source"), ("c_seed_str", "source"), ("c_nosource", "source"),
     ("c_nohash", "hash"), ("c_foreign", "hash"), ("c_badjson", "JSON"), ("c_deepjson", "JSON"),
-    ("c_noprogram", "not found"), ("c_nomodel", "not found"), ("c_arch", "neither"), ("c_binary", "not a text"),
+    ("c_noprogram", "not found"), ("c_nomodel", "not found"), ("c_arch", "hash"), ("c_noarch", "not found"),
+    ("c_binary", "not a text"),
     ("c_empty", "no compile.json"),
 ]]
 

@@ -190,32 +190,87 @@ def _port(graph: nir.NIRGraph, key: str, cls: type, prefix: str, where: str) -> 
     return prefix + key
 
 
-def _topo_order(nodes: dict[str, Any], preds: dict[str, list[str]], where: str) -> list[str]:
-    """Kahn's algorithm; a cycle (recurrent layer) is an error naming its nodes."""
-    indeg = {k: len(p) for k, p in preds.items()}
+NEURONS = ("LIF", "IF", "CubaLIF", "LI", "I", "Threshold")
+SPIKING = ("LIF", "IF", "CubaLIF", "Threshold")
+
+
+def recurrent_edges(nodes: dict[str, Any], edges: list[tuple[str, str]], where: str) -> list[tuple[str, str]]:
+    """The edges that carry the previous step's value. NIR marks no delay: a cycle (a recurrent
+    layer, `lif -> w_rec -> lif`) goes round once per step. A depth-first walk from the Input
+    nodes finds the edge closing each cycle; the cycle is cut at the edge leaving its last
+    neuron before that edge, so that e.g. snnTorch's `w_rec` reads the previous step's spikes.
+    Walks repeat until no cycle is left; a cycle without a neuron is an error."""
+    cut: set[tuple[str, str]] = set()
+    while True:
+        cycles = _cycles(nodes, [e for e in edges if e not in cut])
+        if not cycles:
+            return [e for e in edges if e in cut]
+        for path in cycles:
+            neurons = [i for i, k in enumerate(path) if type(nodes[k]).__name__ in NEURONS]
+            if not neurons:
+                raise SpikeforgeError(f"node '{path[0]}': cycle without a neuron ({' -> '.join(path + path[:1])}); "
+                                      "a recurrent connection must pass a neuron, whose previous step it reads", where)
+            i = neurons[-1]
+            cut.add((path[i], path[(i + 1) % len(path)]))
+
+
+def _cycles(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[list[str]]:
+    """One cycle per edge that closes one in a depth-first walk (Input nodes first, then in
+    order): its nodes from the one the edge enters to the one it leaves."""
     succs: dict[str, list[str]] = {k: [] for k in nodes}
-    for k, ps in preds.items():
-        for p in ps:
+    for a, b in edges:
+        succs[a].append(b)
+    state: dict[str, int] = {}  # 1: on the walk's path, 2: done
+    out = []
+    for start in [k for k, v in nodes.items() if isinstance(v, nir.Input)] + list(nodes):
+        if start in state:
+            continue
+        path, its = [start], [iter(succs[start])]
+        state[start] = 1
+        while path:
+            nxt = next(its[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                its.pop()
+            elif state.get(nxt) == 1:
+                out.append(path[path.index(nxt):])
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                its.append(iter(succs[nxt]))
+    return out
+
+
+def _topo_order(keys: list[str], after: dict[str, list[str]], late: set[str]) -> list[str]:
+    """Kahn's algorithm over `after` (what each key waits for), which holds no cycle; keys in
+    `late` (delays) only when nothing else is ready, i.e. just before what reads them."""
+    indeg = {k: len(after[k]) for k in keys}
+    succs: dict[str, list[str]] = {k: [] for k in keys}
+    for k in keys:
+        for p in after[k]:
             succs[p].append(k)
-    ready = deque(k for k in nodes if indeg[k] == 0)
+    ready = {True: deque(k for k in keys if indeg[k] == 0 and k not in late),
+             False: deque(k for k in keys if indeg[k] == 0 and k in late)}
     order = []
-    while ready:
-        k = ready.popleft()
+    while ready[True] or ready[False]:
+        k = (ready[True] or ready[False]).popleft()
         order.append(k)
         for s in succs[k]:
             indeg[s] -= 1
             if indeg[s] == 0:
-                ready.append(s)
-    if len(order) < len(nodes):
-        left = [k for k in nodes if indeg[k] > 0]
-        path, k = [], left[0]
-        while k not in path:
-            path.append(k)
-            k = next(p for p in preds[k] if indeg[p] > 0)
-        cycle = [k] + path[path.index(k) + 1:][::-1]
-        raise SpikeforgeError(f"node '{cycle[0]}': recurrent connection "
-                              f"({' -> '.join(cycle + cycle[:1])}); recurrence is not supported", where)
+                ready[s not in late].append(s)
     return order
+
+
+def _reachable(start: str, edges: list[tuple[str, str]]) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        k = todo.pop()
+        for a, b in edges:
+            if a == k and b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return seen
 
 
 # ---- conversion --------------------------------------------------------------------------------
@@ -232,23 +287,37 @@ class _Reading:
 
 
 def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, where: str, r: _Reading) -> Graph:
+    delays: dict[str, str] = {}  # source node of recurrent edges -> its `delay` op
+    taken = set(nodes)
+    recurrent = recurrent_edges(nodes, edges, where)
+    for a, _ in recurrent:
+        if a not in delays:
+            delays[a] = _unique(_meta(nodes[a], a, where).get("delay") or f"{a}.delay", taken)
     preds: dict[str, list[str]] = {k: [] for k in nodes}
     for a, b in edges:
-        preds[b].append(a)
+        preds[b].append(delays[a] if (a, b) in recurrent else a)
+    # a delay's shape is its source's, the shape of the source's inputs from outside its cycle
+    cycle = {a: _reachable(a, edges) | set(delays.values()) for a in delays}
+    outside = {a: [p for p in preds[a] if p not in cycle[a]] for a in delays}
+    after = {**preds, **{d: outside[a] for a, d in delays.items()}}
     ops: list[Op] = []
     types: dict[str, TensorType] = {}
-    taken = set(nodes)
 
     def emit(op: Op, key: str) -> None:
         spec = KINDS[op.kind]
         params = normalize_all(spec.params, op.params, f"{where}: node '{key}'")
         try:
-            types[op.name] = spec.infer(params, [types[i] for i in op.inputs])
+            types[op.name] = spec.infer(params, [] if op.kind == "delay" else [types[i] for i in op.inputs])
         except ValueError as e:
             raise SpikeforgeError(f"node '{key}' ({type(nodes[key]).__name__}): {e}", where) from None
         ops.append(op)
 
-    for key in _topo_order(nodes, preds, where):
+    for key in _topo_order(list(nodes) + list(delays.values()), after, set(delays.values())):
+        if key not in nodes:
+            a = next(a for a, d in delays.items() if d == key)
+            emit(Op(key, "delay", (a,), {"shape": _delayed_shape(a, nodes[a], outside[a], types, where),
+                                         "spikes": type(nodes[a]).__name__ in SPIKING}), a)
+            continue
         node, kind, srcs = nodes[key], type(nodes[key]).__name__, preds[key]
         meta = _meta(node, key, where)
         if kind == "Input":
@@ -265,10 +334,7 @@ def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, whe
             emit(Op(key, "add", tuple(srcs)), key)  # a sum node: how nir_writer writes an `add`
             continue
         if len(srcs) > 1:  # several edges into one node: their sum
-            add = f"{key}.add"
-            while add in taken:
-                add += "_"
-            taken.add(add)
+            add = _unique(f"{key}.add", taken)
             emit(Op(add, "add", tuple(srcs)), key)
             srcs = [add]
         if kind == "Output":
@@ -276,9 +342,28 @@ def _convert(nodes: dict[str, Any], edges: list[tuple[str, str]], name: str, whe
             continue
         n = _Node(key, node, types[srcs[0]].shape, r, meta, where)
         op_kind, params, tensors = _CONVERTERS[kind](n)
-        params.update({k: v for k, v in meta.items() if k not in ("reset", "bias")})
+        params.update({k: v for k, v in meta.items() if k not in ("reset", "bias", "delay")})
         emit(Op(key, op_kind, (srcs[0],), params, tensors), key)
     return Graph.build(name, ops, where=where)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _delayed_shape(key: str, node: Any, outside: list[str], types: dict[str, TensorType], where: str) -> list[int]:
+    """The per-sample shape of a neuron whose previous step a cycle reads: that of its inputs
+    from outside the cycle, else its declared input type."""
+    if outside:
+        return list(types[outside[0]].shape)
+    shape = (node.input_type or {}).get("input")
+    if shape is None or np.size(shape) == 0:
+        raise SpikeforgeError(f"node '{key}': its previous step feeds a cycle, but its shape is unknown (no input "
+                              "from outside the cycle and no declared input type)", where)
+    return [int(s) for s in np.asarray(shape).reshape(-1)]
 
 
 def _meta(node: Any, key: str, where: str) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 snnTorch's `import_from_nir` and spikeforge's `read_nir` read it back (docs/nir.md).
 
 What NIR has no field for (the reset mode, surrogate gradient, input encoding, a convolution
-without bias) goes into the node's metadata under `spikeforge`, which `read_nir` applies; an
-`add` becomes a `Scale` of 1 that its inputs' edges feed (NIR sums a node's inputs)."""
+without bias, the name of a `delay`) goes into the node's metadata under `spikeforge`, which
+`read_nir` applies; an `add` becomes a `Scale` of 1 that its inputs' edges feed (NIR sums a
+node's inputs). A `delay` becomes no node: its readers read its source, closing a cycle, which
+NIR runs once per step (the reader puts the delay back where the cycle leaves its last neuron)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import nir
 import numpy as np
 
 from spikeforge.compiler.frontends.nir_conventions import EXPORTERS, META
+from spikeforge.compiler.frontends.nir_reader import recurrent_edges
 from spikeforge.isa import Graph, Op, SpikeforgeError
 
 DT = EXPORTERS["snntorch"].dt
@@ -25,13 +28,28 @@ def to_nir(graph: Graph) -> nir.NIRGraph:
     the first op NIR cannot express."""
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
+    delayed: list[tuple[str, str]] = []
     for op in graph:
         if "/" in op.name:
             raise SpikeforgeError(f"op '{op.name}': NIR node names cannot hold '/' (HDF5 group names)", graph.name)
         if op.kind in _NO_NIR:
             raise SpikeforgeError(f"op '{op.name}' ({op.kind}): NIR has no {_NO_NIR[op.kind]}", graph.name)
+        if op.kind == "delay":
+            if graph[op.inputs[0]].kind == "delay":
+                raise SpikeforgeError(f"op '{op.name}' (delay): NIR has no delay of two steps", graph.name)
+            continue
         nodes[op.name] = _WRITERS[op.kind](_Op(op, graph))
-        edges += [(i, op.name) for i in op.inputs]
+        for i in op.inputs:
+            edges.append((graph[i].inputs[0], op.name) if graph[i].kind == "delay" else (i, op.name))
+            if graph[i].kind == "delay":
+                delayed.append(edges[-1])
+    for op in graph:
+        if op.kind == "delay":
+            nodes[op.inputs[0]].metadata.setdefault(META, {})["delay"] = op.name
+    if set(recurrent_edges(nodes, edges, graph.name)) != set(delayed):
+        d = next(op for op in graph if op.kind == "delay")
+        raise SpikeforgeError(f"op '{d.name}' (delay): NIR marks no delays; a reader delays each cycle where it "
+                              "leaves its last neuron, which is not where this graph's delays are", graph.name)
     if not any(op.kind == "output" for op in graph):  # a YAML graph marks none: its sinks are the outputs
         for sink in graph.outputs:
             key = "output"

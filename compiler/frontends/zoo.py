@@ -250,6 +250,24 @@ def _sdt(dim: int = 256, depth: int = 2) -> list[Op]:
     return ops
 
 
+# ---- recurrent SNN -------------------------------------------------------------------------
+
+def _rsnn(inputs: int = 700, hidden: int = 256, classes: int = 20) -> list[Op]:
+    """The recurrent SNN of the Spiking Heidelberg Digits benchmark: event input, one recurrent
+    LIF layer (`lif1` reads `fc1` plus `rec`, all-to-all weights on its own spikes of the
+    previous step, `prev1`), and a leaky-integrator readout `fc2` -> `readout`."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[inputs], encoding="events")
+    x = _op(ops, "fc1", "linear", x, out_features=hidden)
+    r = _op(ops, "rec", "linear", "prev1", out_features=hidden, bias=False)
+    h = _op(ops, "lif1", "lif", _op(ops, "add1", "add", r, x))
+    _op(ops, "prev1", "delay", h, shape=[hidden])
+    x = _op(ops, "fc2", "linear", h, out_features=classes)
+    x = _op(ops, "readout", "li", x)
+    _op(ops, "output", "output", x)
+    return ops
+
+
 # ---- registry ------------------------------------------------------------------------------
 
 ZOO: dict[str, ZooModel] = {m.name: m for m in [
@@ -273,6 +291,8 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
              "Zheng et al. 2021 (AAAI), tdBN spiking ResNet", (3, 32, 32), 10, _resnet19),
     ZooModel("sdt", "Spike-driven Transformer-2-256 for CIFAR-10 (64 tokens, SDSA)",
              "Yao et al. 2023 (NeurIPS), Spike-driven Transformer", (3, 32, 32), 10, _sdt),
+    ZooModel("rsnn", "700-256-20 recurrent SNN for Spiking Heidelberg Digits events, li readout",
+             "Cramer et al. 2020 (IEEE TNNLS), SHD recurrent SNN", (700,), 20, _rsnn),
 ]}
 
 

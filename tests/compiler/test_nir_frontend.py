@@ -1,5 +1,5 @@
 """The NIR frontend: snnTorch exports read back exactly, every supported node, and clear
-errors for unsupported nodes, recurrence and malformed files."""
+errors for unsupported nodes, cycles it cannot read and malformed files."""
 
 import shutil
 
@@ -120,14 +120,39 @@ def test_dt_and_reset_are_explicit(tmp_path):
         read_nir(tmp_path / "m.nir", reset="hard")
 
 
-def test_snntorch_rleaky_is_rejected(tmp_path):
+def test_snntorch_rleaky_reads_as_a_delayed_edge(tmp_path):
+    """The cycle 1.lif -> 1.w_rec -> 1.lif is cut where the spikes leave the neuron: w_rec reads
+    the previous step through a `delay` op, whose shape comes from the input from outside the cycle."""
     torch.manual_seed(3)
     net = torch.nn.Sequential(torch.nn.Linear(5, 4),
                               snn.RLeaky(beta=torch.full((4,), 0.9), linear_features=4, init_hidden=True))
     _export(net, torch.randn(1, 5), tmp_path / "rec.nir")
-    with pytest.raises(SpikeforgeError, match=r"rec.nir: node '1.lif': recurrent connection "
-                                              r"\(1.lif -> 1.w_rec -> 1.lif\); recurrence is not supported"):
-        read_nir(tmp_path / "rec.nir")
+    g = read_nir(tmp_path / "rec.nir")
+    assert [(op.name, op.kind, op.inputs) for op in g] == [
+        ("input", "input", ()), ("0", "linear", ("input",)), ("1.lif.delay", "delay", ("1.lif",)),
+        ("1.w_rec", "linear", ("1.lif.delay",)), ("1.lif.add", "add", ("1.w_rec", "0")),
+        ("1.lif", "lif", ("1.lif.add",)), ("output", "output", ("1.lif",))]
+    assert str(g["1.lif.delay"].type) == "spike[4]" and g["1.lif.delay"].params == {"shape": (4,), "spikes": True}
+    _check_weights(g["1.w_rec"], net[1].recurrent)
+
+
+def _cycle(lif: nir.LIF, close: tuple[str, str]) -> nir.NIRGraph:
+    nodes = {"in": nir.Input(input_type=np.array([2])), "fc": nir.Affine(np.eye(2), np.zeros(2)), "lif": lif,
+             "rec": nir.Linear(np.eye(2)), "out": nir.Output(output_type=np.array([2]))}
+    return nir.NIRGraph(nodes, [("in", "fc"), ("fc", "lif"), ("lif", "rec"), close, ("lif", "out")], type_check=False)
+
+
+def test_cycles_the_reader_cannot_time_or_shape_are_errors():
+    lif = nir.LIF(tau=_vec(1e-3, 1e-3), r=_vec(1, 1), v_leak=_vec(0, 0), v_threshold=_vec(1, 1))
+    g = read_nir(_cycle(lif, ("rec", "fc")), name="loop")  # a loop through fc: fc reads in + rec(lif at t-1)
+    assert g["rec"].inputs == ("lif.delay",) and g["fc.add"].inputs == ("in", "rec")
+    no_neuron = _cycle(lif, ("rec", "fc"))
+    no_neuron.edges[:] = [("in", "fc"), ("fc", "rec"), ("rec", "fc"), ("fc", "lif"), ("lif", "out")]
+    with pytest.raises(SpikeforgeError, match=r"loop: node 'fc': cycle without a neuron \(fc -> rec -> fc\)"):
+        read_nir(no_neuron, name="loop")
+    scalar = nir.LIF(tau=np.array(1e-3), r=np.array(1.0), v_leak=np.array(0.0), v_threshold=np.array(1.0))
+    with pytest.raises(SpikeforgeError, match=r"node 'lif': its previous step feeds a cycle, but its shape is unknown"):
+        read_nir(_cycle(scalar, ("rec", "fc")), name="loop")
 
 
 # ---- every supported node, built directly ----------------------------------------------------
@@ -249,15 +274,6 @@ def test_unsupported_node_names_key(tmp_path):
     nir.write(tmp_path / "model.nir", g)
     with pytest.raises(SpikeforgeError, match="model.nir: " + msg):
         read_nir(tmp_path / "model.nir")
-
-
-def test_cycle_is_rejected():
-    lif = nir.LIF(tau=_vec(1e-3), r=_vec(1), v_leak=_vec(0), v_threshold=_vec(1))
-    g = nir.NIRGraph({"in": nir.Input(input_type=np.array([1])), "lif": lif, "w": nir.Linear(weight=np.eye(1)),
-                      "out": nir.Output(output_type=np.array([1]))},
-                     [("in", "lif"), ("lif", "w"), ("w", "lif"), ("lif", "out")], type_check=False)
-    with pytest.raises(SpikeforgeError, match=r"node 'lif': recurrent connection \(lif -> w -> lif\)"):
-        read_nir(g)
 
 
 # ---- malformed files ---------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_every_writable_op_round_trips(tmp_path):
     _same(c1, _round_trip(c1, tmp_path))
 
 
-@pytest.mark.parametrize("model", ["mlp", "examples/models/digits_mlp.yaml"])
+@pytest.mark.parametrize("model", ["mlp", "rsnn", "examples/models/digits_mlp.yaml", "examples/models/digits_rsnn.yaml"])
 def test_zoo_and_yaml_models_round_trip(model, tmp_path):
     g = load_model(model, seed=1)
     _same(g, _round_trip(g, tmp_path))
@@ -97,6 +97,38 @@ def test_imported_models_round_trip(tmp_path):
     nir.write(tmp_path / "n.nir", norse.to_nir(cells, torch.randn(1, 6)), compression=None)
     g = read_nir(tmp_path / "n.nir", exporter="norse")
     _same(g, _round_trip(g, tmp_path))  # written in snnTorch's convention, read back with the default
+
+
+def test_a_recurrence_is_written_as_a_cycle(tmp_path):
+    """rsnn's delay becomes the edge lif1 -> rec closing the cycle lif1 -> rec -> add1 -> lif1 (its
+    name in lif1's metadata); snnTorch's RLeaky and RSynaptic files come back as they were read."""
+    written = to_nir(load_model("rsnn"))
+    assert "prev1" not in written.nodes and ("lif1", "rec") in written.edges
+    assert written.nodes["lif1"].metadata["spikeforge"]["delay"] == "prev1"
+    torch.manual_seed(0)
+    for rec in (snn.RLeaky(beta=torch.full((5,), 0.9), linear_features=5, init_hidden=True),
+                snn.RSynaptic(alpha=torch.full((5,), 0.6), beta=torch.full((5,), 0.8), all_to_all=False,
+                              V=torch.linspace(0.1, 0.5, 5), init_hidden=True)):
+        net = torch.nn.Sequential(torch.nn.Linear(6, 5), rec)
+        nir.write(tmp_path / "r.nir", export_to_nir(net, torch.randn(1, 6), ignore_dims=[0]))
+        g = read_nir(tmp_path / "r.nir")
+        _same(g, _round_trip(g, tmp_path))
+
+
+def test_delays_nir_cannot_say():
+    base = [Op("x", "input", params={"shape": [4]}), Op("fc", "linear", ("x",), {"out_features": 4})]
+    two = _graph(base + [Op("a", "add", ("fc", "rec")), Op("n", "lif", ("a",)), Op("d1", "delay", ("n",), {"shape": [4]}),
+                         Op("d2", "delay", ("d1",), {"shape": [4]}), Op("rec", "linear", ("d2",), {"out_features": 4})])
+    with pytest.raises(SpikeforgeError, match=r"^t: op 'd2' \(delay\): NIR has no delay of two steps"):
+        to_nir(two)
+    # the cycle n -> rec -> a -> n delayed after rec, not where it leaves the neuron n
+    late = _graph(base + [Op("a", "add", ("fc", "d")), Op("n", "lif", ("a",)), Op("rec", "linear", ("n",), {"out_features": 4}),
+                          Op("d", "delay", ("rec",), {"shape": [4], "spikes": False})])
+    with pytest.raises(SpikeforgeError, match=r"^t: op 'd' \(delay\): NIR marks no delays; a reader delays each cycle"):
+        to_nir(late)
+    feed_forward = _graph(base + [Op("d", "delay", ("fc",), {"shape": [4], "spikes": False}), Op("a", "add", ("fc", "d"))])
+    with pytest.raises(SpikeforgeError, match=r"op 'd' \(delay\): NIR marks no delays"):
+        to_nir(feed_forward)
 
 
 @pytest.mark.parametrize("op, msg", [

@@ -64,6 +64,16 @@ def test_mlp_example():
     assert g.param_count() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10 == 235_146
 
 
+def test_recurrent_example():
+    """digits_rsnn: `prev` reads lif1, further down the list, and `rec` reads `prev`; lif1, read
+    by fc2 in the same step, is no output."""
+    g = read_yaml(EXAMPLES / "digits_rsnn.yaml")
+    assert [op.name for op in g] == ["input", "fc1", "prev", "rec", "sum", "lif1", "fc2", "readout"]
+    assert g["prev"].inputs == ("lif1",) and g["prev"].type == TensorType(SPIKE, (64,))
+    assert g["sum"].inputs == ("rec", "fc1") and [o.name for o in g.outputs] == ["readout"]
+    assert g.param_count() == 8 * 64 + 64 + 64 * 64 + 64 * 10 + 10
+
+
 # ---- structure ------------------------------------------------------------------------------
 
 def test_name_based_edges_residual_add_and_defaults(tmp_path):
@@ -123,7 +133,7 @@ def test_weights_path_is_relative_to_the_yaml_file(tmp_path, monkeypatch):
     assert read_yaml(Path("sub") / path.name)["conv"].tensors["weight"].shape == (4, 2, 3, 3)
 
 
-@pytest.mark.parametrize("name", ["tiny_resnet", "mlp"])
+@pytest.mark.parametrize("name", ["tiny_resnet", "mlp", "digits_rsnn"])
 def test_graph_to_doc_round_trip(name):
     g = read_yaml(EXAMPLES / f"{name}.yaml")
     doc = graph_to_doc(g)
@@ -131,7 +141,7 @@ def test_graph_to_doc_round_trip(name):
     text = yaml.safe_dump(doc, sort_keys=False)
     assert graph_from_doc(yaml.safe_load(text), "x.yaml").structure() == g.structure()
     layers = {e["name"]: e for e in doc["layers"]}
-    assert layers["fc1" if name == "mlp" else "stem"].get("inputs") is None  # the default edge
+    assert layers["stem" if name == "tiny_resnet" else "fc1"].get("inputs") is None  # the default edge
     if name == "tiny_resnet":
         assert layers["b2_short"]["inputs"] == ["b1_lif2"]
         assert layers["stem"]["conv2d"] == {"out_channels": 16, "kernel": [3, 3], "padding": [1, 1],
@@ -196,7 +206,7 @@ MALFORMED = [
     (L + "  - lif:\n    inputs: [3]\n",
      "layers[0].inputs: must be a layer name or a list of layer names, got [3]"),
     (L + "  - lif:\n    inputs: [b]\n    name: a\n  - lif:\n    name: b\n",
-     "op 'a': graph has a cycle through this op"),
+     "op 'a': graph has a cycle through this op (a recurrent edge reads the previous step through a `delay` op)"),
     (L + "  - conv2d: {out_channels: 16, kernel: 3, padding: 1}\n    name: c16\n"
          "  - conv2d: {out_channels: 32, kernel: 3, padding: 1}\n    name: c32\n"
          "  - add:\n    name: res\n    inputs: [c16, c32]\n",

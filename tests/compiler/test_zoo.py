@@ -16,6 +16,7 @@ PARAMS = {
     "resnet50": 25_557_032,  # torchvision resnet50
     "resnet19": 12_697_994,
     "sdt": 2_566_954,
+    "rsnn": 700 * 256 + 256 + 256 * 256 + 256 * 20 + 20,
 }
 
 # Weight layers that read real values (MAC); every other weight layer reads spikes (AC).
@@ -31,6 +32,7 @@ REAL_INPUT = {
     "resnet50": {"conv1", "fc"},
     "resnet19": {"conv1", "classifier.0.fc"},
     "sdt": {"sps.0.conv"},
+    "rsnn": set(),
 }
 
 
@@ -93,6 +95,14 @@ def test_sdsa_is_masks_only(graphs):
     assert g[p + "q_kv"].inputs == (p + "q.lif", p + "kv_lif")
     assert g[p + "add"].inputs == (p + "proj.bn", "tokens")
     assert str(g["head.lif"].type) == "spike[256,1]"
+
+
+def test_rsnn_reads_its_own_spikes_of_the_previous_step(graphs):
+    g = graphs["rsnn"]
+    assert g["input"].params["encoding"] == "events"
+    assert g["rec"].inputs == ("prev1",) and g["prev1"].inputs == ("lif1",)
+    assert g["add1"].inputs == ("rec", "fc1") and str(g["prev1"].type) == "spike[256]"
+    assert [op.name for op in g].index("rec") < [op.name for op in g].index("lif1")
 
 
 def test_weights_are_seeded():

@@ -282,6 +282,9 @@ def test_inference_skips_backward():
     assert math.isnan(run_dense(g, {"x": x}).loss)
     with pytest.raises(ValueError, match="expected"):
         run_dense(g, x[:, :, :5])
+    rsnn = load_model("rsnn", seed=0)
+    with pytest.raises(ValueError, match=r"op 'prev1' \(delay\): the dense reference .* has no recurrence"):
+        run_dense(rsnn, np.zeros((2, 1, 700), np.float32))
 
 
 @pytest.mark.parametrize("name, T, B", [("mlp", 4, 3), ("vgg11", 2, 1)])

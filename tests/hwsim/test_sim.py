@@ -158,7 +158,7 @@ def test_simulate_records_spikes_and_runs_a_compile_directory(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, needle", [
     (["simulate", "mlp", "--mode", "fast"], "--mode"),
-    (["simulate", "mlp", "--rate", "1.5"], "rate"),
+    (["simulate", "mlp", "--input-rate", "1.5"], "--input-rate"),
     (["simulate", "mlp", "--record-spikes"], "-o"),
     (["simulate", "mlp", "--train", "--optimizer", "rmsprop"], "--optimizer"),
     (["simulate", "mlp", "--input", "{bad}", "-o", "{o}"], "expected shape"),

@@ -54,6 +54,19 @@ def test_ops_are_ordered_topologically_whatever_the_given_order():
     assert [o.name for o in g] == ["x", "fc", "n"]
 
 
+def test_a_delay_closes_a_cycle_and_reads_spikes_into_an_accumulating_layer():
+    """rec reads the previous step of n: the delay's edge does not order it, so it precedes n."""
+    g = _g(_inp([5]), Op("fc", "linear", ("x",), {"out_features": 4}), Op("a", "add", ("fc", "rec")),
+           Op("n", "lif", ("a",)), Op("prev", "delay", ("n",), {"shape": [4]}),
+           Op("rec", "linear", ("prev",), {"out_features": 4, "bias": False}))
+    assert [o.name for o in g] == ["x", "fc", "prev", "rec", "a", "n"]
+    assert str(g["prev"].type) == "spike[4]" and g["prev"].params["spikes"] is True
+    layers = {l.name: l for l in g.layers()}
+    assert (layers["rec"].work.syn_ops, layers["rec"].work.arith, layers["rec"].params) == (16, "AC", 16)
+    assert layers["prev"].work.syn_ops == layers["prev"].params == 0
+    assert [o.name for o in g.outputs] == ["n"]
+
+
 def test_per_neuron_coefficients_must_broadcast_to_the_output():
     ok = _g(_inp([2, 3]), Op("n", "lif", ("x",), {}, {"beta": np.full((2, 1), 0.5)}))
     assert ok["n"].coef("beta").shape == (2, 1) and ok["n"].coef("threshold") == 1.0
@@ -68,6 +81,13 @@ def test_per_neuron_coefficients_must_broadcast_to_the_output():
     ([Op("x", "input", (), {"shape": [3]}), Op("y", "lif", ("z",))], "op 'y': input 'z' is not defined"),
     ([Op("x", "input", (), {"shape": [3]}), Op("a", "add", ("x", "b")), Op("b", "lif", ("a",))],
      "graph has a cycle through this op"),
+    ([Op("x", "input", (), {"shape": [3]}), Op("a", "add", ("x", "d")), Op("b", "lif", ("a",)),
+      Op("d", "delay", ("b",), {"shape": [3], "spikes": False})],
+     "op 'd' (delay): declares real[3], but its input 'b' is spike[3]"),
+    ([Op("x", "input", (), {"shape": [3]}), Op("b", "lif", ("x",)), Op("d", "delay", ("b",), {"shape": [3]})],
+     "op 'd' (delay): no op reads it"),
+    ([Op("x", "input", (), {"shape": [3]}), Op("a", "add", ("x", "d1")), Op("d1", "delay", ("d2",), {"shape": [3]}),
+      Op("d2", "delay", ("d1",), {"shape": [3]})], "op 'd1' (delay): a cycle of delays only"),
     ([Op("x", "input", (), {"shape": [3]}), Op("a", "add", ("x",))], "takes at least 2 input(s), got 1"),
     ([Op("x", "input", (), {"shape": [3, 4, 4]}), Op("c", "conv2d", ("x",), {"out_channels": 2, "kernel": 5})],
      "op 'c' (conv2d): kernel 5 (dilation 1, padding 0) does not fit input height 4"),

@@ -100,7 +100,52 @@ def test_python_program_round_trips_through_text():
     assert disassemble(back) == text
     assert list(back.cores) == [(0, 0), (0, 1), (1, 2)]
     used = {instr.op for core in program.cores for instr, _ in program.walk(core)}
-    assert used == set(OPCODES)
+    assert used == set(OPCODES) - {"link.send", "link.recv"}  # a one-chip program has no chip links
+
+
+SYSTEM = """\
+# spikeforge assembly
+.program model="mlp" arch="edge4" training=true timesteps=2 batch=1 dataflow="naive" order="step" rounds=2 strategy="metis" spike_rate=0.1 optimizer="sgd" chips=3
+.chip 0
+.core 0 0
+  loop time 2
+    fp.fire "lif1", 0, 100
+    link.send spike, 2, (1, 0), 100, "lif1"
+    barrier 1
+  end
+.core 0 1
+.chip 2
+.core 1 0
+  loop time 2
+    link.recv spike, 0, (0, 0), 100, "lif1"
+    link.send grad, 0, (0, 0), 100, "fc2"
+    barrier 1
+  end
+"""
+
+
+def test_a_system_program_names_chips_and_round_trips():
+    program = assemble(SYSTEM)
+    assert program.header.chips == 3 and list(program.cores) == [(0, 0, 0), (0, 0, 1), (2, 1, 0)]
+    assert disassemble(program) == SYSTEM and assemble(disassemble(program)) == program
+    assert [i.operands for i, _ in program.walk((2, 1, 0))][0] == {
+        "kind": "spike", "chip": 0, "coord": (0, 0), "elements": 100, "layer": "lif1"}
+    # one chip: neither `.chip` nor `chips` in the text, as before there were systems
+    assert ".chip" not in EXAMPLE and "chips=" not in disassemble(assemble(EXAMPLE))
+
+
+@pytest.mark.parametrize("cores, message", [
+    ({(0, 0): []}, "core (0, 0) must be a (chip, row, col) triple"),
+    ({(3, 0, 0): []}, "with chip < 3"),
+    ({(1, 0, 0): [Instr("link.send", ("spike", 1, (0, 0), 8, "a"))]}, "link.send chip 1 must be another chip"),
+    ({(1, 0, 0): [Instr("link.recv", ("spike", 5, (0, 0), 8, "a"))]}, "link.recv chip 5 must be another chip"),
+    ({(1, 0, 0): [Instr("link.send", ("spike", 0, (0, 0), -8, "a"))]}, "operand 4 (elements)"),
+])
+def test_system_programs_are_validated(cores, message):
+    from dataclasses import replace
+
+    with pytest.raises(SpikeforgeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Program(replace(HEADER, chips=3), cores)
 
 
 def test_walk_and_instruction_counts():
@@ -194,6 +239,15 @@ _HEAD = '.program model="m" arch="a" training=true timesteps=4 batch=1\n.core 0 
     (".core 0 0\n", "no .program header"),
     (_HEAD + "  noc.recv grad, (0, -1), 1, \"t\"\n", "line 3 column 3: noc.recv operand 2 (coord)"),
     (".core 0", "line 1 column 7: syntax error: unexpected end of input"),
+    (_HEAD + "  link.send spike, 1, (0, 0), 8, \"t\"\n", "line 3 column 3: link.send needs a program for several chips"),
+    (_HEAD + ".chip 0\n", "line 3 column 1: .chip needs a .program header with chips > 1"),
+    (_HEAD.replace("batch=1", "batch=1 chips=2"), "line 2 column 1: .core before any .chip"),
+    (_HEAD.replace("batch=1\n", "batch=1 chips=2\n.chip 2\n"), "line 2 column 1: .chip 2: must be 0 to 1"),
+    (_HEAD.replace("batch=1\n", "batch=1 chips=2\n.chip 1\n") + "  link.send spike, 1, (0, 0), 8, \"t\"\n",
+     "line 4 column 3: link.send chip 1 must be another chip of the system (0 to 1; this core is on chip 1)"),
+    (_HEAD.replace("batch=1\n", "batch=1 chips=2\n.chip 1\n") + ".chip 1\n.core 0 0\n",
+     "line 5 column 1: duplicate .core 0 0 on .chip 1"),
+    (".program model=\"m\" chips=0\n", "line 1 column 20: header chips must be a positive int"),
 ])
 def test_malformed_assembly_names_the_line(text, message):
     with pytest.raises(SpikeforgeError) as e:

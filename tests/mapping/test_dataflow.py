@@ -29,7 +29,7 @@ def _run(model, dataflow, arch="default", mode="sparse", T=3, B=2):
     return g, c, rep
 
 
-@pytest.mark.parametrize("model", ["mlp", TINY])
+@pytest.mark.parametrize("model", ["mlp", TINY, "rsnn"])
 def test_the_functional_result_is_the_same_for_every_dataflow(model):
     results = [_run(model, d) for d in DATAFLOWS]
     g0, _, r0 = results[0]
@@ -43,7 +43,7 @@ def test_the_functional_result_is_the_same_for_every_dataflow(model):
                 assert g[op.name].tensors[key].tobytes() == w.tobytes(), (op.name, key)
 
 
-@pytest.mark.parametrize("model, arch", [("mlp", "default"), (TINY, "default"), (TINY, "edge4")])
+@pytest.mark.parametrize("model, arch", [("mlp", "default"), (TINY, "default"), (TINY, "edge4"), ("rsnn", "default")])
 def test_the_analytic_price_agrees_with_the_dense_walk(model, arch):
     for dataflow in ("naive", "search"):
         _, c, rep = _run(model, dataflow, arch, mode="dense")
@@ -53,7 +53,8 @@ def test_the_analytic_price_agrees_with_the_dense_walk(model, arch):
         assert c.estimate.seconds == pytest.approx(t["latency_s"], rel=0.01)
 
 
-@pytest.mark.parametrize("model, arch", [("mlp", "default"), (TINY, "default"), (TINY, "edge4"), ("mlp", "large64")])
+@pytest.mark.parametrize("model, arch", [("mlp", "default"), (TINY, "default"), (TINY, "edge4"), ("mlp", "large64"),
+                                         ("rsnn", "default")])
 def test_the_searched_dataflow_simulates_no_worse_than_any_fixed_one(model, arch):
     energy = {d: _run(model, d, arch)[2]["totals"]["energy_pj"] for d in DATAFLOWS}
     assert energy["search"] <= min(energy[d] for d in DATAFLOWS[:4]) * (1 + 1e-9)

@@ -13,7 +13,7 @@ from spikeforge.mapping.placement import anneal, hop_cost, hops_matrix, spectral
 from spikeforge.mapping.plan import membrane_bytes
 
 CASES = [("mlp", "default", True), ("vgg11", "default", True), ("sdt", "edge4", True),
-         ("resnet19", "default", False), ("vgg16", "default", True)]
+         ("resnet19", "default", False), ("vgg16", "default", True), ("rsnn", "default", True)]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{m}-{a}-{'train' if t else 'infer'}" for m, a, t in CASES])
@@ -88,12 +88,15 @@ def test_schedule_respects_forward_backward_and_weight_gradient_dependencies(com
     T = plan.config.timesteps
     pos = _stage_order(sched, T)
     rounds = {g.name: sorted({p.round for p in plan.pieces_of(g.name)}) for g in plan.groups}
-    consumers = {n: [h.name for h in plan.groups if any(e.src == n for e in h.in_edges)] for n in rounds}
+    consumers = {n: {(h.name, e.delayed) for h in plan.groups for e in h.in_edges if e.src == n} for n in rounds}
     for g in plan.groups:
         for r in rounds[g.name]:
             for t in range(T):
-                for e in g.in_edges:  # FP: a layer runs after what it reads, in the same step
+                for e in g.in_edges:  # FP: a layer runs after what it reads, in the same step (delayed: the step before)
                     for rs in rounds.get(e.src, []):
+                        if e.delayed:
+                            assert rs == r and (not t or pos[("fp_end", e.src, rs, t - 1)] < pos[("fp", g.name, r, t)])
+                            continue
                         assert rs <= r and pos[("fp_end", e.src, rs, t)] < pos[("fp", g.name, r, t)], (e.src, g.name, t)
                 if t:  # neuron state carries over from the previous step
                     assert pos[("fp_end", g.name, r, t - 1)] < pos[("fp", g.name, r, t)]
@@ -108,10 +111,10 @@ def test_schedule_respects_forward_backward_and_weight_gradient_dependencies(com
                 if here is None:  # nothing to propagate (e.g. the first layer's weights only get WG)
                     continue
                 assert here > last_fp  # backward only after the whole forward pass
-                for c in consumers[g.name]:  # BP: errors come back from every consumer first
+                for c, delayed in consumers[g.name]:  # BP: errors come back from every consumer first
                     for rc in rounds[c]:
-                        if ("bp", c, rc, t) in pos:
-                            assert pos[("bp_end", c, rc, t)] < here, (c, g.name, t)
+                        if ("bp", c, rc, t + delayed) in pos:
+                            assert pos[("bp_end", c, rc, t + delayed)] < here, (c, g.name, t)
                 if t < T - 1:  # BPTT: step t needs the error of step t+1
                     assert pos[("bp_end", g.name, r, t + 1)] < here
                 if ("wg", g.name, r, t) in pos:  # WG needs this layer's output error at t
@@ -198,8 +201,41 @@ def test_unmappable_layer_names_the_layer_and_the_limit():
     from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
     from spikeforge.isa import SpikeforgeError
 
-    doc = {"name": "huge", "input": {"shape": [1, 300, 300]},
-           "layers": [{"conv2d": {"out_channels": 4, "kernel": 3, "padding": 1}, "name": "big"}, {"lif": None}]}
+    # one output row of a channel (2 rows of 70,000) is 137 KiB of FP16 membrane: no band fits 128 KiB
+    doc = {"name": "huge", "input": {"shape": [1, 2, 70000]},
+           "layers": [{"conv2d": {"out_channels": 4, "kernel": 1}, "name": "big"}, {"lif": None}]}
     g = graph_from_doc(doc, "huge.yaml")
-    with pytest.raises(SpikeforgeError, match="layer 'big'.*membrane"):
+    with pytest.raises(SpikeforgeError, match="layer 'big': one output channel needs 273.4 KiB of membrane state; "
+                                              r"even in its finest 2 row bands one band needs 136.7 KiB, more than "
+                                              r"a core's membrane SRAM \(128.0 KiB\)"):
         compile_model(g, load_arch("default"))
+
+
+def test_a_channel_larger_than_a_core_maps_in_row_bands_with_halo_rows():
+    from spikeforge.compiler.frontends.yaml_reader import graph_from_doc
+    from spikeforge.isa.activity import count
+    from spikeforge.mapping.bands import read_elements
+
+    doc = {"name": "wide", "input": {"shape": [1, 300, 300]},
+           "layers": [{"conv2d": {"out_channels": 4, "kernel": 3, "padding": 1}, "name": "big"}, {"lif": None},
+                      {"conv2d": {"out_channels": 2, "kernel": 3, "padding": 1}, "name": "next"}, {"lif": None}]}
+    g = graph_from_doc(doc, "wide.yaml")
+    c = compile_model(g, load_arch("default"), training=True, timesteps=2, batch=1)
+    big, nxt = c.plan.group("big"), c.plan.group("next")
+    # a 300x300 FP16 channel is 175.8 KiB: 5 bands of 60 rows (35.2 KiB) are the fewest that fill a core's
+    # planned 108.8 KiB (85 % of 128 KiB) to 85 % or more (3 bands, 97 %)
+    assert (big.bands, big.channels, big.units) == (5, 4, 20) and nxt.bands == 5
+    assert all(p.hi - p.lo == 1 for p in c.plan.pieces)
+    # band j of `next` reads its 60 rows of every input channel and one halo row on each side inside the map
+    e = nxt.in_edges[0]
+    assert [read_elements(g, e, None, 0, 0, nxt, [(j, j + 1)]) for j in range(5)] == [4 * r * 300 for r in
+                                                                                   (61, 62, 62, 62, 61)]
+    # two bands of one core read the rows between them once
+    assert read_elements(g, e, None, 0, 0, nxt, [(0, 2)]) == 4 * 121 * 300
+    # the bands of a channel do its work once: dense synaptic ops equal the graph's
+    act = count(c.program, g, c.arch)
+    dense = sum(li.work.syn_ops for li in g.layers())
+    assert act.total.dense_syn["fp"] == dense * 2
+    # one weight update per channel, over the whole channel
+    ups = [t for t in c.schedule.update.tasks if t.layer == "big"]
+    assert [(t.lo, t.hi) for t in ups] == [(k * 90000, (k + 1) * 90000) for k in range(4)]

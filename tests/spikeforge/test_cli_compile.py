@@ -51,8 +51,8 @@ def test_compile_json_goes_to_stdout(capsys, tmp_path):
 
 def test_unmappable_model_names_layer_and_limit_and_leaves_nothing(capsys, tmp_path):
     model = tmp_path / "huge.yaml"
-    model.write_text("name: huge\ninput: {shape: [1, 300, 300]}\nlayers:\n"
-                     "  - conv2d: {out_channels: 4, kernel: 3, padding: 1}\n    name: big\n  - lif:\n")
+    model.write_text("name: huge\ninput: {shape: [1, 2, 70000]}\nlayers:\n"  # one row is 137 KiB of membrane
+                     "  - conv2d: {out_channels: 4, kernel: 1}\n    name: big\n  - lif:\n")
     out = tmp_path / "out"
     rc, stdout, err = _run(capsys, "compile", model, "-o", out)
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1

@@ -15,7 +15,7 @@ from spikeforge.isa import SpikeforgeError
 from spikeforge.isa.arch import arch_doc, arch_from_doc, load_arch, with_chips
 from spikeforge.cli import main
 from spikeforge.federated import FedConfig, exchange, federated, local_batches, shards
-from spikeforge.train import load_dataset
+from spikeforge.training import load_dataset
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MODEL = str(EXAMPLES / "models" / "digits_mlp.yaml")

@@ -20,10 +20,10 @@ from spikeforge.hwsim.simulate import make_input, simulate
 from spikeforge.isa.arch import load_arch
 from spikeforge.isa.sasm import disassemble
 from spikeforge.cli import main
-from spikeforge.sweep.evaluate import evaluate, flatten
-from spikeforge.sweep.report import pareto_front
-from spikeforge.sweep.spec import base_doc, build_arch, cost_only, load_spec
-from spikeforge.sweep.store import read
+from spikeforge.sweeps.evaluate import evaluate, flatten
+from spikeforge.sweeps.report import pareto_front
+from spikeforge.sweeps.spec import base_doc, build_arch, cost_only, load_spec
+from spikeforge.sweeps.store import read
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,7 +116,7 @@ def test_the_optimizer_setting_reaches_every_point(tmp_path):
 
 def test_a_directory_of_an_older_spikeforge_is_refused(tmp_path):
     from spikeforge.isa import SpikeforgeError
-    from spikeforge.sweep.store import Store
+    from spikeforge.sweeps.store import Store
 
     settings = load_spec(str(_spec(tmp_path, GRID))).settings()
     store = Store(tmp_path)

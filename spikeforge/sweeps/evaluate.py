@@ -32,7 +32,7 @@ from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.mapping.dataflow import check_tiles
 from spikeforge.mapping.plan import MapConfig, map_graph
 from spikeforge.mapping.schedule import build_schedule
-from spikeforge.sweep.spec import Point, base_doc, build_arch
+from spikeforge.sweeps.spec import Point, base_doc, build_arch
 
 
 @lru_cache(maxsize=8)
@@ -51,7 +51,7 @@ def _mapping(model: str, seed: int, arch: str, shape: tuple, training: bool, tim
     """Plan and schedule for the base architecture with the mapper-relevant overrides `shape`."""
     chip = build_arch(_base(arch), dict(shape))
     plan = map_graph(_graph(model, seed), chip, MapConfig(training=training, timesteps=timesteps, batch=batch,
-                                                          seed=seed, optimizer=optimizer))
+                                                          seed=seed, optimizer=optimizer, chips=chip.system.chips))
     check_tiles(plan)
     return plan, build_schedule(plan)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from spikeforge.isa import SpikeforgeError
 from spikeforge.outdir import check_writable, write_file
 from spikeforge.progress import bar
-from spikeforge.sweep.pool import connect, run_dask, run_local
-from spikeforge.sweep.spec import MAX_POINTS, Point, load_spec
-from spikeforge.sweep.store import Store, writer_lock
+from spikeforge.sweeps.pool import connect, run_dask, run_local
+from spikeforge.sweeps.spec import MAX_POINTS, Point, load_spec
+from spikeforge.sweeps.store import Store, writer_lock
 
 
 @dataclass

@@ -16,7 +16,7 @@ from statistics import median
 from typing import Iterable, Iterator
 
 from spikeforge.isa import SpikeforgeError
-from spikeforge.sweep.spec import Point
+from spikeforge.sweeps.spec import Point
 
 Results = Iterator[tuple[Point, dict]]
 
@@ -72,7 +72,7 @@ class _Dispatch:
 
 def _serve(tasks, results) -> None:
     """A worker process: evaluate the points it is sent until told to stop or its parent is gone."""
-    from spikeforge.sweep.evaluate import evaluate
+    from spikeforge.sweeps.evaluate import evaluate
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the workers
     parent = os.getppid()
@@ -187,7 +187,7 @@ def run_dask(points: list[Point], client) -> Results:
     preferring one worker."""
     from distributed import as_completed
 
-    from spikeforge.sweep.evaluate import evaluate
+    from spikeforge.sweeps.evaluate import evaluate
 
     workers = sorted(client.scheduler_info()["workers"])
     futures = {}
