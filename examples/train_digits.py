@@ -199,8 +199,7 @@ def main(argv=None) -> int:
                                                "torch (fp32)": torch_run})
     (out / "train_digits.json").write_text(json.dumps(
         {"chip_fp32": fp32.to_dict(), "chip_fp16": fp16.to_dict(), "torch_test_acc": torch_acc,
-         "torch_loss": torch_run["loss"]}, indent=2) + "
-")
+         "torch_loss": torch_run["loss"]}, indent=2) + "\n")
     print(f"wrote {out / 'train_digits.png'} and {out / 'train_digits.json'}")
     return 0 if last >= 0.9 and abs(last - torch_acc[-1]) <= 0.03 else 1
 

@@ -11,11 +11,17 @@ import itertools
 import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
 import numba
 import numpy as np
+
+try:
+    from numpy._core.multiarray import _set_madvise_hugepage
+except ImportError:  # NumPy 1.x
+    from numpy.core.multiarray import _set_madvise_hugepage
 
 from spikeforge.hwsim import kernels as K
 from spikeforge.isa import Graph, SpikeforgeError
@@ -329,9 +335,9 @@ class Simulator:
             st.out_nonzero[i] += K.count_nonzero(y[i])
         return saved
 
-    def bn_backward(self, op: Op, vals, go: np.ndarray, st: OpStats, saved: list, acc: list, pmap) -> np.ndarray:
-        """Back through `bn_forward` from dL/d(output) `go` (the whole batch's): appends the gamma
-        and beta gradients to `acc` and returns dL/d(input)."""
+    def bn_backward(self, op: Op, vals, go: np.ndarray, st: OpStats, saved: list, grads: dict, pmap) -> np.ndarray:
+        """Back through `bn_forward` from dL/d(output) `go` (the whole batch's): adds the gamma
+        and beta gradients into `grads` and returns dL/d(input)."""
         x = vals[op.inputs[0]]
         go = self.q(go)
         for i in range(len(go)):
@@ -344,8 +350,8 @@ class Simulator:
                                                  gxs[:, c], dg[c], db[c]), _channel_slices(C))
             dgamma += dg
             dbeta += db
-        acc.append(partial(_acc, key=(op.name, "gamma"), value=dgamma.astype(np.float32)))
-        acc.append(partial(_acc, key=(op.name, "beta"), value=dbeta.astype(np.float32)))
+        _acc(grads, (op.name, "gamma"), dgamma.astype(np.float32))
+        _acc(grads, (op.name, "beta"), dbeta.astype(np.float32))
         return gx
 
 
@@ -598,7 +604,8 @@ def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, tra
     order = phases(sim.graph, training)
     chunk = chunk or B
     if len(order) > 1:
-        return _run_coupled(sim, x, labels, order, chunk, record, progress)
+        with _small_pages():
+            return _run_coupled(sim, x, labels, order, chunk, record, progress)
     stats = new_stats(sim.graph, B, T, training)
     res = RunResult(stats)
     out_name = output_name(sim.graph)
@@ -629,22 +636,37 @@ def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, tra
         if progress:
             progress(min(b0 + chunk, B))
 
-    workers = min(numba.config.NUMBA_NUM_THREADS, len(starts))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:  # a chunk more than the workers in flight, not the batch
-            todo = iter(starts)
-            pending = deque((b, pool.submit(step, b)) for b in itertools.islice(todo, workers + 1))
-            while pending:
-                b0, future = pending.popleft()
-                pending.extend((b, pool.submit(step, b)) for b in itertools.islice(todo, 1))
-                finish(b0, *future.result())
-    else:
-        for b0 in starts:
-            finish(b0, *step(b0))
+    with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
+        _in_order(pool, step, starts, lambda b0, out: finish(b0, *out))
     res.loss = float(sum(losses)) if losses else None
     res.grads = _graph_layout(sim.graph, res.grads)
     res.values = {k: np.concatenate(v, axis=1) for k, v in recorded.items()}
     return res
+
+
+@contextmanager
+def _small_pages():
+    """NumPy asks Linux for transparent huge pages for large arrays (madvise). A coupled run
+    allocates its whole-batch arrays at once (3 GB for resnet18, B = 16, T = 4), and on a
+    machine whose memory is fragmented the kernel compacts it to find huge pages: first touching
+    3 GB took 9.1 s here with them and 1.3 s with 4 KiB pages."""
+    old = _set_madvise_hugepage(False)
+    try:
+        yield
+    finally:
+        _set_madvise_hugepage(old)
+
+
+def _in_order(pool: ThreadPoolExecutor, f, items, consume) -> None:
+    """f(item) for each of `items` in the pool's threads (of NUMBA_NUM_THREADS), one more in
+    flight than there are threads (not all: each result may hold a chunk's values); consume(item, result) here, in the items'
+    order, as they come."""
+    todo = iter(items)
+    pending = deque((i, pool.submit(f, i)) for i in itertools.islice(todo, numba.config.NUMBA_NUM_THREADS + 1))
+    while pending:
+        i, future = pending.popleft()
+        pending.extend((j, pool.submit(f, j)) for j in itertools.islice(todo, 1))
+        consume(i, future.result())
 
 
 def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, order: list[list[Op]],
@@ -684,6 +706,7 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
         def pmap(f, items):
             return list(pool.map(f, items))
 
+
         for i, ops in enumerate(order):
             if couples(ops[0], True):
                 saved[ops[0].name] = sim.bn_forward(ops[0], vals, stats[ops[0].name], res.running, pmap)
@@ -692,8 +715,6 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
                      range(len(parts)))
             if progress:
                 progress(B * (i + 1) // steps)
-        accs: list[list] = [[] for _ in parts]
-        bn_acc: list = []
         if labels is not None:
             out_name = output_name(graph)
             res.loss, dout, res.correct = loss_grad(vals[out_name], labels, B)
@@ -703,7 +724,7 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
                 if couples(ops[0], True):
                     src = ops[0].inputs[0]
                     gx = sim.bn_backward(ops[0], vals, grad[ops[0].name], stats[ops[0].name], saved.pop(ops[0].name),
-                                         bn_acc, pmap)
+                                         res.grads, pmap)
                     if src in grad:
                         grad[src] += gx
                     elif graph[src].kind != "input":
@@ -712,22 +733,19 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
                     for src in {s for op in ops for s in op.inputs} - names - set(grad):
                         if graph[src].kind != "input":
                             grad[src] = np.zeros_like(vals[src])
-                    done = pmap(lambda k: sim.backward(*(view(a, k) for a in arrays), view(grad, k), part_stats[k], 0,
-                                                       ops), range(len(parts)))
-                    for acc, more in zip(accs, done):
-                        acc += more
+                    # each sample's weight gradients are added here while the next ones run: a weight's
+                    # gradient comes from one phase, sample after sample, so every sum keeps `run`'s order
+                    _in_order(pool, lambda k: sim.backward(*(view(a, k) for a in arrays), view(grad, k),
+                                                           part_stats[k], 0, ops),
+                              range(len(parts)), lambda k, acc: [f(res.grads) for f in acc])
                 for name in names:  # done with: their gradients and, unless recorded, their values
                     grad.pop(name, None)
                     for a in arrays[int(record):]:
                         a.pop(name, None)
                 if progress:
                     progress(B * (len(order) + i + 1) // steps)
-    for (b0, _), acc, st in zip(parts, accs, part_stats):
-        for f in acc:
-            f(res.grads)
+    for (b0, _), st in zip(parts, part_stats):
         _merge(stats, st, b0)
-    for f in bn_acc:
-        f(res.grads)
     res.grads = _graph_layout(graph, res.grads)
     if record:
         res.values = vals
