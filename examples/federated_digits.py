@@ -2,7 +2,7 @@
 beside a PyTorch/snnTorch FedAvg twin with the same seeds, shards, batches and schedule.
 
 Each chip trains with the simulator's FP, BP and WG engines (spikeforge.federated); the twin
-runs the same network in snnTorch (examples/train_digits.py: snntorch_twin) from the same
+runs the same network in snnTorch (examples/train_digits.py: twin) from the same
 initial weights, on the same shards (`shards`) and local batches (`local_batches`), with the
 same loss and SGD, and averages the same way (`fedavg`).
 
@@ -32,9 +32,9 @@ from spikeforge.isa.arch import load_arch, with_chips  # noqa: E402
 from spikeforge.federated import (FedConfig, fedavg, federated, get_weights, local_batches, plot,  # noqa: E402
                                   set_weights, shards)
 from spikeforge.training import encode, load_dataset  # noqa: E402
-from train_digits import MODEL, snntorch_twin  # noqa: E402
+from train_digits import MODEL, twin  # noqa: E402
 
-NAMES = [("fc1", "weight"), ("fc1", "bias"), ("fc2", "weight"), ("fc2", "bias")]  # snntorch_twin's parameter order
+NAMES = [("fc1", "weight"), ("fc1", "bias"), ("fc2", "weight"), ("fc2", "bias")]  # twin's parameter order
 
 
 def fedavg_snntorch(graph, data, cfg: FedConfig) -> list[float]:
@@ -51,7 +51,7 @@ def fedavg_snntorch(graph, data, cfg: FedConfig) -> list[float]:
         for w, p in enumerate(parts):
             g = copy.deepcopy(graph)
             set_weights(g, weights)
-            params, forward = snntorch_twin(g)
+            params, _, forward = twin(g)
             opt = torch.optim.SGD(params, lr=make_optimizer("sgd", cfg.lr).lr)
             x, y = data.x_train[p], data.y_train[p]
             for idx in local_batches(len(p), cfg, rnd, w):
@@ -64,7 +64,7 @@ def fedavg_snntorch(graph, data, cfg: FedConfig) -> list[float]:
         weights = fedavg(new, [len(p) for p in parts])
         g = copy.deepcopy(graph)
         set_weights(g, weights)
-        _, forward = snntorch_twin(g)
+        _, _, forward = twin(g)
         with torch.no_grad():
             pred = forward(torch.from_numpy(encode(data.x_test, cfg.timesteps))).mean(0).argmax(1).numpy()
         acc.append(float((pred == data.y_test).mean()))

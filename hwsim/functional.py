@@ -11,14 +11,20 @@ import itertools
 import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
 import numba
 import numpy as np
 
+try:
+    from numpy._core.multiarray import _set_madvise_hugepage
+except ImportError:  # NumPy 1.x
+    from numpy.core.multiarray import _set_madvise_hugepage
+
 from spikeforge.hwsim import kernels as K
-from spikeforge.isa import Graph
+from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.ir import Op
 from spikeforge.isa.ops import NEURON_KINDS, WEIGHT_KINDS
 
@@ -47,6 +53,7 @@ class RunResult:
     correct: int = 0
     grads: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     values: dict[str, np.ndarray] = field(default_factory=dict)  # recorded outputs [T, B, *shape]
+    running: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (batch-norm, mean|var) after the step
 
 
 def quantizer(fp16: bool):
@@ -143,22 +150,30 @@ class Simulator:
             out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
         return out
 
-    def forward(self, x: dict[str, np.ndarray], stats: dict[str, OpStats], b0: int):
-        """x: input name -> [T, B, *shape]. Returns per-op outputs and neuron states, [T, B, ...]."""
-        T, B = next(iter(x.values())).shape[:2]
+    def arrays(self, T: int, B: int):
+        """Uninitialised outputs, membranes and synaptic currents of every op, [T, B, ...]."""
         vals: dict[str, np.ndarray] = {}
         mem: dict[str, np.ndarray] = {}
         cur: dict[str, np.ndarray] = {}
         for op in self.ops:
             if op.kind == "output":
                 continue
-            vals[op.name] = np.empty((T, B) + op.type.shape, np.float32)  # every step written below
+            vals[op.name] = np.empty((T, B) + op.type.shape, np.float32)  # every step written by forward
             if op.kind in NEURON_KINDS and op.kind != "threshold":
                 mem[op.name] = np.empty((T, B) + op.type.shape, np.float32)
             if op.kind == "cubalif":
                 cur[op.name] = np.empty((T, B) + op.type.shape, np.float32)
+        return vals, mem, cur
+
+    def forward(self, x: dict[str, np.ndarray], stats: dict[str, OpStats], b0: int, ops: list[Op] | None = None,
+                arrays=None):
+        """x: input name -> [T, B, *shape]. Runs `ops` (default: all) at every step, each sample on
+        its own (batch-norm with running statistics), into `arrays` (default: new ones).
+        Returns per-op outputs and neuron states, [T, B, ...]."""
+        T, B = next(iter(x.values())).shape[:2]
+        vals, mem, cur = arrays or self.arrays(T, B)
         for t in range(T):
-            for op in self.ops:
+            for op in ops or self.ops:
                 if op.kind == "output":
                     continue
                 ins = [vals[i][t] for i in op.inputs]
@@ -196,23 +211,29 @@ class Simulator:
         return mem[t] if op.kind == "li" else spikes
 
     # ---- backward ------------------------------------------------------------------------------
-    def backward(self, vals, mem, cur, dout: dict[str, np.ndarray], stats, b0: int) -> list:
-        """BPTT from dL/d(output values) (`dout`: name -> [T, B, ...]). Returns the gradient
-        accumulations in order, as functions of the gradient dict ((op, tensor) -> array, in the
-        kernels' layouts) that add into it: run applies them chunk after chunk."""
+    def backward(self, vals, mem, cur, dout: dict[str, np.ndarray], stats, b0: int,
+                 ops: list[Op] | None = None) -> list:
+        """BPTT through `ops` (default: all) from the dL/d(values) that reach them from outside
+        (`dout`: name -> [T, B, ...]: the loss, ops run later); what they pass to an op outside
+        them is added into its array in `dout`. Returns the gradient accumulations in order, as
+        functions of the gradient dict ((op, tensor) -> array, in the kernels' layouts) that add
+        into it: run applies them chunk after chunk."""
         acc: list = []
         T = next(iter(vals.values())).shape[0]
         carry_u: dict[str, np.ndarray] = {}
         carry_i: dict[str, np.ndarray] = {}
+        ops = ops or self.ops
+        names = {op.name for op in ops}
         delayed: dict[str, np.ndarray] = {}  # dL/d(values at t) through delays read at t + 1
         for t in reversed(range(T)):
-            g = {name: np.zeros_like(v[t]) for name, v in vals.items()}  # dL/d(values at t)
+            g = {name: np.zeros_like(v[t]) for name, v in vals.items() if name in names}  # dL/d(values at t)
             for name, d in dout.items():
-                g[name] += d[t]
+                if name in g:
+                    g[name] += d[t]
             for name, d in delayed.items():
                 g[name] += d
             delayed = {}
-            for op in reversed(self.ops):
+            for op in reversed(ops):
                 if op.kind in ("output", "input"):
                     continue
                 go = self.q(g[op.name])
@@ -233,8 +254,12 @@ class Simulator:
                 else:
                     gxs = _elem_bwd(op, ins, go, vals[op.name][t], acc)
                 for i, gx in zip(op.inputs, gxs):
-                    if gx is not None and self.graph[i].kind != "input":
+                    if gx is None or self.graph[i].kind == "input":
+                        continue
+                    if i in g:
                         g[i] += gx
+                    else:  # an op run before `ops`
+                        dout[i][t] += gx
         return acc
 
     def _weight_bwd(self, op, x, go, st, acc, b0, t, need_x: bool):
@@ -282,6 +307,91 @@ class Simulator:
             carry_i[op.name] = di * _coef(op, "alpha")
             return di * _coef(op, "gain_syn", 1.0)
         return out
+
+    # ---- batch-norm with batch statistics (a training step's, over the whole batch) -------------
+    def bn_forward(self, op: Op, vals, st: OpStats, running: dict, pmap) -> list:
+        """Normalises the whole batch's input [T, B, ...] of `op` with its statistics, per step
+        (`stats: batch`) or over all steps (`batch_time`), channels split over `pmap`'s threads;
+        updates `running` ((op, mean|var) -> array) as torch does. Returns each group's (mean, sd)."""
+        x, y = vals[op.inputs[0]], vals[op.name]
+        w, C = op.tensors, x.shape[2]
+        eps, m = np.float32(op.params["eps"]), np.float32(op.params["momentum"])
+        mean_r, var_r = w["mean"], w["var"]
+        saved = []
+        for xs, ys in _bn_groups(op, x, y):
+            mean, var = np.empty(C, np.float32), np.empty(C, np.float32)
+            pmap(lambda c: K.batch_stats(xs[:, c], mean[c], var[c]), _channel_slices(C))
+            sd = np.sqrt(var + eps)
+            a = w["gamma"] / sd
+            b = w["beta"] - mean * a
+            pmap(lambda c: K.batchnorm(xs[:, c], a[c], b[c], ys[:, c]), _channel_slices(C))
+            n = xs.shape[0] * xs.shape[2]
+            mean_r = m * mean + (1 - m) * mean_r
+            var_r = m * (var * np.float32(n / (n - 1))) + (1 - m) * var_r
+            saved.append((mean, sd))
+        running[(op.name, "mean")], running[(op.name, "var")] = mean_r, var_r
+        y[...] = self.q(y)
+        for i in range(len(y)):
+            st.out_nonzero[i] += K.count_nonzero(y[i])
+        return saved
+
+    def bn_backward(self, op: Op, vals, go: np.ndarray, st: OpStats, saved: list, grads: dict, pmap) -> np.ndarray:
+        """Back through `bn_forward` from dL/d(output) `go` (the whole batch's): adds the gamma
+        and beta gradients into `grads` and returns dL/d(input)."""
+        x = vals[op.inputs[0]]
+        go = self.q(go)
+        for i in range(len(go)):
+            st.grad_nonzero[i] += K.count_nonzero(go[i])
+        gx, C = np.empty_like(x), x.shape[2]
+        dgamma, dbeta = np.zeros(C), np.zeros(C)
+        for (xs, gos, gxs), (mean, sd) in zip(_bn_groups(op, x, go, gx), saved):
+            dg, db = np.empty(C), np.empty(C)
+            pmap(lambda c: K.batchnorm_train_bwd(xs[:, c], gos[:, c], mean[c], sd[c], op.tensors["gamma"][c],
+                                                 gxs[:, c], dg[c], db[c]), _channel_slices(C))
+            dgamma += dg
+            dbeta += db
+        _acc(grads, (op.name, "gamma"), dgamma.astype(np.float32))
+        _acc(grads, (op.name, "beta"), dbeta.astype(np.float32))
+        return gx
+
+
+def _bn_groups(op: Op, *arrays: np.ndarray) -> list[tuple]:
+    """[N, C, P] views of whole-batch arrays [T, B, C, ...] of a batch-norm, per group of values
+    that share statistics: each step's or (batch_time) all steps'."""
+    T, B, C = arrays[0].shape[:3]
+    if op.params["stats"] == "batch_time":
+        return [tuple(a.reshape(T * B, C, -1) for a in arrays)]
+    return [tuple(a[t].reshape(B, C, -1) for a in arrays) for t in range(T)]
+
+
+def _channel_slices(C: int) -> list[slice]:
+    """Channels 0 .. C - 1 in one contiguous range per thread."""
+    n = min(C, numba.config.NUMBA_NUM_THREADS)
+    return [slice(i * C // n, (i + 1) * C // n) for i in range(n)]
+
+
+def couples(op: Op, training: bool) -> bool:
+    """Whether `op` needs the whole batch at once: a training step's batch-norm with batch statistics."""
+    return training and op.kind == "batchnorm" and op.params["stats"] != "running"
+
+
+def phases(graph: Graph, training: bool) -> list[list[Op]]:
+    """The ops of a run (no output ops) in the order they run: runs of ops that each sample goes
+    through on its own, and alone each batch-norm that `couples` the samples, which needs its
+    whole input (every sample; with batch_time every step too) first. One phase without them."""
+    out: list[list[Op]] = [[]]
+    for op in graph:
+        if couples(op, training):
+            out += [[op], []]
+        elif op.kind != "output":
+            out[-1].append(op)
+    return [p for p in out if p]
+
+
+def set_running(graph: Graph, running: dict) -> None:
+    """Stores the running statistics of a training step (RunResult.running) in the graph."""
+    for (name, k), v in running.items():
+        graph[name].tensors[k][...] = v
 
 
 def _reset_mode(op: Op) -> int:
@@ -491,10 +601,14 @@ def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, tra
     Chunks run in NUMBA_NUM_THREADS threads (the kernels release the GIL); their gradient
     accumulations are applied here, chunk after chunk, so every sum keeps its order."""
     T, B = next(iter(x.values())).shape[:2]
+    order = phases(sim.graph, training)
+    chunk = chunk or B
+    if len(order) > 1:
+        with _small_pages():
+            return _run_coupled(sim, x, labels, order, chunk, record, progress)
     stats = new_stats(sim.graph, B, T, training)
     res = RunResult(stats)
     out_name = output_name(sim.graph)
-    chunk = chunk or B
     starts = range(0, B, chunk)
     losses = []
     recorded: dict[str, list] = {}
@@ -522,21 +636,119 @@ def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, tra
         if progress:
             progress(min(b0 + chunk, B))
 
-    workers = min(numba.config.NUMBA_NUM_THREADS, len(starts))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:  # a chunk more than the workers in flight, not the batch
-            todo = iter(starts)
-            pending = deque((b, pool.submit(step, b)) for b in itertools.islice(todo, workers + 1))
-            while pending:
-                b0, future = pending.popleft()
-                pending.extend((b, pool.submit(step, b)) for b in itertools.islice(todo, 1))
-                finish(b0, *future.result())
-    else:
-        for b0 in starts:
-            finish(b0, *step(b0))
+    with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
+        _in_order(pool, step, starts, lambda b0, out: finish(b0, *out))
     res.loss = float(sum(losses)) if losses else None
     res.grads = _graph_layout(sim.graph, res.grads)
     res.values = {k: np.concatenate(v, axis=1) for k, v in recorded.items()}
+    return res
+
+
+@contextmanager
+def _small_pages():
+    """NumPy asks Linux for transparent huge pages for large arrays (madvise). A coupled run
+    allocates its whole-batch arrays at once (3 GB for resnet18, B = 16, T = 4), and on a
+    machine whose memory is fragmented the kernel compacts it to find huge pages: first touching
+    3 GB took 9.1 s here with them and 1.3 s with 4 KiB pages."""
+    old = _set_madvise_hugepage(False)
+    try:
+        yield
+    finally:
+        _set_madvise_hugepage(old)
+
+
+def _in_order(pool: ThreadPoolExecutor, f, items, consume) -> None:
+    """f(item) for each of `items` in the pool's threads (of NUMBA_NUM_THREADS), one more in
+    flight than there are threads (not all: each result may hold a chunk's values); consume(item, result) here, in the items'
+    order, as they come."""
+    todo = iter(items)
+    pending = deque((i, pool.submit(f, i)) for i in itertools.islice(todo, numba.config.NUMBA_NUM_THREADS + 1))
+    while pending:
+        i, future = pending.popleft()
+        pending.extend((j, pool.submit(f, j)) for j in itertools.islice(todo, 1))
+        consume(i, future.result())
+
+
+def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, order: list[list[Op]],
+                 chunk: int, record: bool, progress) -> RunResult:
+    """`run` of a training step whose batch-norms use batch statistics: the `phases` one after the
+    other on whole-batch arrays, forward then backward; a phase of per-sample ops runs its chunks
+    of samples in threads, a batch-norm its channels. Gradient accumulations are applied chunk
+    after chunk, then the batch-norms', so results do not depend on the threads."""
+    graph = sim.graph
+    T, B = next(iter(x.values())).shape[:2]
+    for op in (p[0] for p in order if couples(p[0], True)):
+        n = (B * T if op.params["stats"] == "batch_time" else B) * math.prod(op.type.shape[1:])
+        if n < 2:
+            raise SpikeforgeError(f"op '{op.name}' (batchnorm, stats {op.params['stats']}): batch statistics need "
+                                  f"more than one value per channel, got {n} (B = {B}); use stats: running or a "
+                                  f"larger batch", graph.name)
+    phase = {op.name: i for i, ops in enumerate(order) for op in ops}
+    for op in graph:
+        if op.kind == "delay" and phase[op.name] != phase[op.inputs[0]]:
+            bn = next(p[0] for p in order[phase[op.name] + 1:phase[op.inputs[0]] + 1] if couples(p[0], True))
+            raise SpikeforgeError(f"op '{bn.name}' (batchnorm, stats {bn.params['stats']}) is in the recurrent loop of "
+                                  f"'{op.name}' (delay): batch statistics need every sample's step before the next "
+                                  f"step; use stats: running", graph.name)
+    stats = new_stats(graph, B, T, True)
+    res = RunResult(stats)
+    parts = [(b0, min(b0 + chunk, B)) for b0 in range(0, B, chunk)]
+    part_stats = [new_stats(graph, b1 - b0, T, True) for b0, b1 in parts]
+    arrays = sim.arrays(T, B)
+    vals = arrays[0]
+
+    def view(d: dict, k: int) -> dict:
+        return {name: v[:, parts[k][0]:parts[k][1]] for name, v in d.items()}
+
+    steps = len(order) * (2 if labels is not None else 1)
+    saved: dict[str, list] = {}
+    with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
+        def pmap(f, items):
+            return list(pool.map(f, items))
+
+
+        for i, ops in enumerate(order):
+            if couples(ops[0], True):
+                saved[ops[0].name] = sim.bn_forward(ops[0], vals, stats[ops[0].name], res.running, pmap)
+            else:
+                pmap(lambda k: sim.forward(view(x, k), part_stats[k], 0, ops, tuple(view(a, k) for a in arrays)),
+                     range(len(parts)))
+            if progress:
+                progress(B * (i + 1) // steps)
+        if labels is not None:
+            out_name = output_name(graph)
+            res.loss, dout, res.correct = loss_grad(vals[out_name], labels, B)
+            grad = {out_name: dout}  # dL/d(values) that cross phases, whole batch
+            for i, ops in enumerate(reversed(order)):
+                names = {op.name for op in ops}
+                if couples(ops[0], True):
+                    src = ops[0].inputs[0]
+                    gx = sim.bn_backward(ops[0], vals, grad[ops[0].name], stats[ops[0].name], saved.pop(ops[0].name),
+                                         res.grads, pmap)
+                    if src in grad:
+                        grad[src] += gx
+                    elif graph[src].kind != "input":
+                        grad[src] = gx
+                else:
+                    for src in {s for op in ops for s in op.inputs} - names - set(grad):
+                        if graph[src].kind != "input":
+                            grad[src] = np.zeros_like(vals[src])
+                    # each sample's weight gradients are added here while the next ones run: a weight's
+                    # gradient comes from one phase, sample after sample, so every sum keeps `run`'s order
+                    _in_order(pool, lambda k: sim.backward(*(view(a, k) for a in arrays), view(grad, k),
+                                                           part_stats[k], 0, ops),
+                              range(len(parts)), lambda k, acc: [f(res.grads) for f in acc])
+                for name in names:  # done with: their gradients and, unless recorded, their values
+                    grad.pop(name, None)
+                    for a in arrays[int(record):]:
+                        a.pop(name, None)
+                if progress:
+                    progress(B * (len(order) + i + 1) // steps)
+    for (b0, _), st in zip(parts, part_stats):
+        _merge(stats, st, b0)
+    res.grads = _graph_layout(graph, res.grads)
+    if record:
+        res.values = vals
     return res
 
 

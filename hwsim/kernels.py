@@ -467,6 +467,44 @@ def batchnorm_bwd(x, go, mean, sd, a, gxhat, gx):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def batch_stats(x, mean, var):
+    """Per channel of x [N, C, P], the mean and the biased variance over N and P (two passes,
+    sums in float64), into mean and var [C]."""
+    N, C, P = x.shape
+    for ch in range(C):
+        s = 0.0
+        for b in range(N):
+            for p in range(P):
+                s += x[b, ch, p]
+        mu = s / (N * P)
+        s = 0.0
+        for b in range(N):
+            for p in range(P):
+                d = x[b, ch, p] - mu
+                s += d * d
+        mean[ch], var[ch] = mu, s / (N * P)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def batchnorm_train_bwd(x, go, mean, sd, gamma, gx, dgamma, dbeta):
+    """Back through batch-norm with the batch statistics (mean, sd = sqrt(var + eps)) of x
+    [N, C, P], per channel over the m = N P values: dbeta = sum go and dgamma = sum go x^ (float64),
+    x^ = (x - mean) / sd, and gx = gamma / sd (go - dbeta / m - x^ dgamma / m)."""
+    N, C, P = x.shape
+    for ch in range(C):
+        sb, sg = 0.0, 0.0
+        for b in range(N):
+            for p in range(P):
+                sb += go[b, ch, p]
+                sg += go[b, ch, p] * ((x[b, ch, p] - mean[ch]) / sd[ch])
+        dbeta[ch], dgamma[ch] = sb, sg
+        k, mb, mg = gamma[ch] / sd[ch], np.float32(sb / (N * P)), np.float32(sg / (N * P))
+        for b in range(N):
+            for p in range(P):
+                gx[b, ch, p] = k * (go[b, ch, p] - mb - (x[b, ch, p] - mean[ch]) / sd[ch] * mg)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def round_fp16(a):
     """Rounds the float32 values of the 1-D array a in place to float16 values, as NumPy's
     float32 -> float16 -> float32 casts: ties to even, overflow to inf, float16 subnormals, NaN

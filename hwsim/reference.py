@@ -31,7 +31,8 @@ def run_dense(graph: Graph, x: np.ndarray | dict[str, np.ndarray], labels: np.nd
               training: bool = True) -> RefResult:
     """Run `graph` on `x` ([T, B, *input_shape] for the single input op, or a dict input name ->
     array). With `labels` ([B] ints) the loss is the cross-entropy of the time-averaged output;
-    the backward pass runs when `training` and labels are given."""
+    the backward pass runs when `training` and labels are given. Batch-norm normalises with its
+    `stats` when `training`, else with the running statistics."""
     recurrent = [op.name for op in graph if op.kind == "delay"]
     if recurrent:
         raise ValueError(f"op '{recurrent[0]}' (delay): the dense reference runs each op over all steps at "
@@ -45,7 +46,7 @@ def run_dense(graph: Graph, x: np.ndarray | dict[str, np.ndarray], labels: np.nd
                 raise ValueError(f"input '{op.name}': expected [T, B, {', '.join(map(str, op.type.shape))}], "
                                  f"got {list(v.shape)}")
         else:
-            cache[op.name] = {}
+            cache[op.name] = {"batch": training and op.kind == "batchnorm" and op.params["stats"] != "running"}
             v = _forward(op, [values[i] for i in op.inputs], cache[op.name])
         values[op.name] = v
     res = RefResult(values, {n: c["u"] for n, c in cache.items() if "u" in c}, float("nan"))
@@ -109,6 +110,22 @@ def _bn(op: Op) -> tuple[np.ndarray, np.ndarray]:
     return _channel(op, t["gamma"] * inv), _channel(op, t["beta"] - t["gamma"] * t["mean"] * inv)
 
 
+def _bn_axes(op: Op, x: np.ndarray) -> tuple[int, ...]:
+    """The axes of [T, B, C, ...] a batch-norm's statistics run over: B and the positions, and T
+    for batch_time."""
+    return ((0, 1) if op.params["stats"] == "batch_time" else (1,)) + tuple(range(3, x.ndim))
+
+
+def _bn_batch(op: Op, x: np.ndarray, c: dict) -> np.ndarray:
+    """Batch-norm with the batch's statistics (biased variance); caches x^ and the sd."""
+    axes = _bn_axes(op, x)
+    mean = x.mean(axes, keepdims=True, dtype=np.float64)
+    var = ((x - mean) ** 2).mean(axes, keepdims=True)
+    c["sd"] = np.sqrt(var + op.params["eps"]).astype(F32)
+    c["xhat"] = ((x - mean.astype(F32)) / c["sd"]).astype(F32)
+    return _channel(op, op.tensors["gamma"]) * c["xhat"] + _channel(op, op.tensors["beta"])
+
+
 def _forward(op: Op, ins: list[np.ndarray], c: dict) -> np.ndarray:
     k, w, x = op.kind, op.tensors, ins[0]
     if k == "output":
@@ -131,6 +148,8 @@ def _forward(op: Op, ins: list[np.ndarray], c: dict) -> np.ndarray:
     if k == "scale":
         return x * _coef(op, "scale")
     if k == "batchnorm":
+        if c["batch"]:
+            return _bn_batch(op, x, c)
         a, b = _bn(op)
         return a * x + b
     if k == "threshold":
@@ -163,6 +182,11 @@ def _backward_op(op: Op, ins: list[np.ndarray], dy: np.ndarray, c: dict, grads: 
         return [dy * _coef(op, "scale")]
     if k == "batchnorm":
         axes = (0, 1) + tuple(range(3, dy.ndim))
+        if c["batch"]:  # through the batch statistics
+            grads[op.name, "gamma"], grads[op.name, "beta"] = (dy * c["xhat"]).sum(axes), dy.sum(axes)
+            shared = _bn_axes(op, dy)
+            m = lambda a: a.mean(shared, keepdims=True, dtype=np.float64).astype(F32)  # noqa: E731
+            return [_channel(op, w["gamma"]) / c["sd"] * (dy - m(dy) - c["xhat"] * m(dy * c["xhat"]))]
         inv = F32(1) / np.sqrt(w["var"] + F32(op.params["eps"]))
         grads[op.name, "gamma"] = (dy * ((x - _channel(op, w["mean"])) * _channel(op, inv))).sum(axes)
         grads[op.name, "beta"] = dy.sum(axes)

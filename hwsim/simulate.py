@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from spikeforge.hwsim.cost import Costs, run_costs
-from spikeforge.hwsim.functional import RunResult, Simulator, output_name, run
+from spikeforge.hwsim.functional import RunResult, Simulator, output_name, run, set_running
 from spikeforge.hwsim.gpu import GpuConfig, gpu_dram_bytes
 from spikeforge.hwsim.neuromc import neuromc_costs
 from spikeforge.hwsim.optim import make_optimizer, store_fp16
@@ -60,7 +60,8 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
     """Simulate one inference or training step (`program.header.training`) of `graph` on `x`
     [T, B, *input]; returns the report (report.json) and, with `record`, the outputs per op
     under the key `_values` (not part of the JSON). A training step updates the graph's weights
-    with the program's optimizer (from a zero state) at `lr` (default: its DEFAULT_LR).
+    with the program's optimizer (from a zero state) at `lr` (default: its DEFAULT_LR) and its
+    batch-norms' running statistics.
     With `alternatives` (the other candidates of a dataflow search), every program is walked with
     the measured work and spikes and the best for `objective` is reported: a profile-guided choice
     (the functional result does not depend on it)."""
@@ -77,6 +78,7 @@ def simulate(graph: Graph, program: Program, arch: Arch, x: np.ndarray, labels: 
     res = functional_step(graph, x, training, arch.arithmetic, labels, seed, record, progress)
     if training:
         optimizer.step(graph, res.grads)
+        set_running(graph, res.running)
     walked = [(p, run_costs(p, graph, arch, res.stats, mode)) for p in (program, *alternatives)]
     best, costs = min(walked, key=lambda pc: OBJECTIVES[objective](pc[1]))
     rep = report_from(graph, best, arch, res, costs, mode, seed)
@@ -107,6 +109,7 @@ class OnChip:
         res = run(self.sim, {self.graph.inputs[0].name: x}, labels, True)
         costs = run_costs(self.program, self.graph, self.arch, res.stats, "sparse")
         self.optimizer.step(self.graph, res.grads)
+        set_running(self.graph, res.running)
         if self.fp16:
             store_fp16(self.graph)
         self.sim.refresh()

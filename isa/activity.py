@@ -202,6 +202,11 @@ class _Static:
         else:  # fp.elem / bp.elem
             cls, dense = "elem", n * (li.work.elem_ops / max(op.type.size, 1) or 1)
             rd, wr = {"psum": n * vb}, {"psum": n * vb}
+            if self.training and op.kind == "batchnorm" and op.params["stats"] != "running":
+                # batch statistics: FP sums x and x^2 for the mean and variance before it normalises (x read
+                # twice); BP sums the error and error * x^ before the input gradient (error and x read twice)
+                dense += 2 * n
+                rd["psum"] = n * vb * (2 if eng == "fp" else 4)
         reads, writes, port = {}, {}, 0
         for role in set(rd) | set(wr):
             buf = self._buffer(role, eng)

@@ -16,6 +16,7 @@ import numpy as np
 from spikeforge.isa.params import Param
 
 SPIKE, REAL = "spike", "real"
+BN_STATS = ("batch", "batch_time", "running")  # what a training step's batch-norm normalises with
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,8 @@ def _scale_tensors(p, ins, out):
 def _bn_infer(p, ins):
     if len(ins[0].shape) < 1:
         raise ValueError("expects at least a channel axis")
+    if p["momentum"] > 1:
+        raise ValueError(f"momentum must be at most 1, got {p['momentum']}")
     return TensorType(REAL, ins[0].shape)
 
 
@@ -300,8 +303,10 @@ KINDS: dict[str, OpKind] = {k.name: k for k in [
     _k("sum", [_P("axis", "axis")], (1, 1), _sum_infer, work=_sum_work, doc="sum over one axis (kept as size 1)"),
     _k("scale", [_P("scale", "float", 1.0)], (1, 1), _same_real, _scale_tensors, _elem_work,
        "element-wise multiply by a scalar or per-element tensor"),
-    _k("batchnorm", [_P("eps", "pos_float", 1e-5)], (1, 1), _bn_infer, _bn_tensors, _elem_work,
-       "batch-norm over axis 0 (channels), inference statistics"),
+    _k("batchnorm", [_P("eps", "pos_float", 1e-5), _P("stats", "str", "batch", BN_STATS),
+                     _P("momentum", "pos_float", 0.1)], (1, 1), _bn_infer, _bn_tensors, _elem_work,
+       "batch-norm over axis 0 (channels); training normalises with `stats`: batch (per step, over the "
+       "batch and positions), batch_time (over time steps too) or running; inference with running"),
     _k("delay", [_P("shape", "shape"), _P("spikes", "bool", True)], (1, 1), _delay_infer,
        doc="its input's value at the previous step (zeros at step 0): a recurrent edge; declares that value's "
            "type, since its input is usually computed later in the step"),

@@ -215,16 +215,13 @@ def federated(graph: Graph, data: Dataset, chip: Arch, cfg: FedConfig, client=No
     from spikeforge.compiler.driver import compile_model
     from spikeforge.hwsim.functional import Simulator
     from spikeforge.hwsim.optim import store_fp16
-    from spikeforge.training import evaluate
+    from spikeforge.training import evaluate, fit_input
 
     cfg.check()
     if data.steps:
         raise SpikeforgeError(f"--dataset: federated training takes a dataset of static samples, not the sequence "
                               f"{data.name!r}")
-    shape = graph.inputs[0].type.shape
-    if tuple(data.x_train.shape[1:]) != tuple(shape):
-        raise SpikeforgeError(f"dataset {data.name!r} has samples of shape {list(data.x_train.shape[1:])}, "
-                              f"the model's input wants {list(shape)}", graph.name)
+    data = fit_input(data, graph.inputs[0].type.shape, graph.name)
     parts = shards(data.y_train, cfg.workers, cfg.partition, cfg.seed, cfg.batch)
     program = compile_model(graph, chip, training=True, timesteps=cfg.timesteps, batch=cfg.batch,
                             seed=cfg.seed, optimizer=cfg.optimizer, chips=1).program  # each worker on one chip

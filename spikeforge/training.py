@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -86,6 +86,19 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.25) -> Datas
     return Dataset(name, xtr, ytr.astype(np.int64), xte, yte.astype(np.int64))
 
 
+def fit_input(data: Dataset, shape: tuple[int, ...], where: str) -> Dataset:
+    """`data` with its frames shaped as the model's input (the 64 pixels of a digit feed a [64]
+    or a [1, 8, 8] input); an error when the sizes differ."""
+    if data.frame == tuple(shape):
+        return data
+    if math.prod(data.frame) != math.prod(shape):
+        raise SpikeforgeError(f"dataset {data.name!r} has {'frames' if data.steps else 'samples'} of shape "
+                              f"{list(data.frame)}, the model's input wants {list(shape)}", where)
+    lead = 2 if data.steps else 1
+    return replace(data, x_train=data.x_train.reshape(data.x_train.shape[:lead] + tuple(shape)),
+                   x_test=data.x_test.reshape(data.x_test.shape[:lead] + tuple(shape)))
+
+
 def epoch_batches(n: int, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
     """A shuffled epoch in full batches (the last partial batch is dropped: the program is
     compiled for one batch size)."""
@@ -137,10 +150,7 @@ def train(graph: Graph, data: Dataset, arch: str = "default", epochs: int = 5, b
             raise SpikeforgeError(f"{key}: must be a positive int, got {v!r}")
     update = make_optimizer(optimizer, lr)
     chip = load_arch(arch, None if fp16 is None else {"arithmetic": "fp16" if fp16 else "fp32"})
-    shape = graph.inputs[0].type.shape
-    if data.frame != tuple(shape):
-        raise SpikeforgeError(f"dataset {data.name!r} has {'frames' if data.steps else 'samples'} of shape "
-                              f"{list(data.frame)}, the model's input wants {list(shape)}", graph.name)
+    data = fit_input(data, graph.inputs[0].type.shape, graph.name)
     if data.steps and timesteps != data.steps:
         raise SpikeforgeError(f"--timesteps: dataset {data.name!r} is a sequence of {data.steps} steps, got {timesteps}")
     if len(data.x_train) < batch:

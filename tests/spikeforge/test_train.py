@@ -68,7 +68,7 @@ def test_chip_training_learns_and_matches_snntorch(small):
     mod = _example()
     hp = dict(epochs=2, batch=32, timesteps=6, lr=0.1, seed=0)
     chip = train(load_model(mod.MODEL, seed=0), small, **hp)
-    ref = mod.train_snntorch(load_model(mod.MODEL, seed=0), small, **hp)
+    ref = mod.train_torch(load_model(mod.MODEL, seed=0), small, **hp)
     accs = [e.test_acc for e in chip.epochs]
     assert chip.steps_per_epoch == 8 and len(accs) == 2
     assert chip.epochs[1].loss < chip.epochs[0].loss and accs[1] > 0.6  # chance is 0.1
