@@ -150,10 +150,9 @@ class _Emitter:
                                    "weights", g.root.name, self.df.flows[g.name].weights))]
 
     def _wgrad(self, t, store: bool) -> list[Instr]:
-        p = self.plan.pieces[t.piece]
-        if p.id in self.df.resident_wgrad:
+        p, g = self.plan.pieces[t.piece], self.gmap[t.group]
+        if p.id in self.df.resident_wgrad or not g.weights:  # a matmul's WG result is an error, sent on
             return []
-        g = self.gmap[t.group]
         return [Instr("dma.store" if store else "dma.load", (_buffer(self.arch, "wgrad", "wg"), weight_bytes(g, p.hi - p.lo, self.arch),
                                                              "gradients", t.layer, self.df.flows[g.name].wgrad))]
 
