@@ -150,10 +150,9 @@ class _Emitter:
                                    "weights", g.root.name, self.df.flows[g.name].weights))]
 
     def _wgrad(self, t, store: bool) -> list[Instr]:
-        p = self.plan.pieces[t.piece]
-        if p.id in self.df.resident_wgrad:
+        p, g = self.plan.pieces[t.piece], self.gmap[t.group]
+        if p.id in self.df.resident_wgrad or not g.weights:  # a matmul's WG result is an error, sent on
             return []
-        g = self.gmap[t.group]
         return [Instr("dma.store" if store else "dma.load", (_buffer(self.arch, "wgrad", "wg"), weight_bytes(g, p.hi - p.lo, self.arch),
                                                              "gradients", t.layer, self.df.flows[g.name].wgrad))]
 
@@ -245,7 +244,8 @@ class _Emitter:
     def _fp_inputs(self, g: Group, ps: list[Piece], r: int) -> list[Instr]:
         """Inputs from memory: an aligned share is loaded by each core; a full input (every core
         of g needs all of it) by g's first core, which multicasts it to the others. A window
-        outside the cores is read once per weight tile."""
+        outside the cores is read once per weight tile. A matmul's stationary operand goes to the
+        FP engine's weights buffer (docs/attention.md)."""
         out = []
         cores = self.cores_of[(g.name, r)]
         for e in g.in_edges:
@@ -259,8 +259,9 @@ class _Emitter:
             size = self._bytes(elems, e.spike) * reads
             kind = "spike" if e.spike else "psum"
             own = self._per_core(e, g)
+            buf = _buffer(self.arch, "weights" if e.stationary else "input", "fp")  # a matmul's stationary operand
             if own or self.core == cores[0]:
-                out += [Instr("dma.load", (_buffer(self.arch, "input", "fp"), part, "activations", g.root.name, lvl))
+                out += [Instr("dma.load", (buf, part, "activations", g.root.name, lvl))
                         for lvl, part in sorted(_split({(level, share)}, size).items())]
             if not own and self.core == cores[0]:
                 out += [Instr("noc.send", (kind, c, size, e.src_op)) for c in cores[1:]]

@@ -26,7 +26,7 @@ except ImportError:  # NumPy 1.x
 from spikeforge.hwsim import kernels as K
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.ir import Op
-from spikeforge.isa.ops import NEURON_KINDS, WEIGHT_KINDS
+from spikeforge.isa.ops import NEURON_KINDS, SYNAPTIC_KINDS, WEIGHT_KINDS
 
 SPIKING = frozenset({"lif", "if", "cubalif"})
 
@@ -184,6 +184,8 @@ class Simulator:
                     y = vals[op.inputs[0]][t - 1] if t else np.zeros((B,) + op.type.shape, np.float32)
                 elif op.kind in WEIGHT_KINDS:
                     y = self._weight_fwd(op, ins[0], st, b0, t)
+                elif op.kind == "matmul":
+                    y = _matmul_fwd(op, ins, st, b0, t)
                 elif op.kind in NEURON_KINDS:
                     y = self._neuron_fwd(op, ins[0], t, mem.get(op.name), cur.get(op.name))
                 else:
@@ -249,6 +251,8 @@ class Simulator:
                     gx = self._weight_bwd(op, ins[0], go, st, acc, b0, t,
                                           need_x=self.graph[op.inputs[0]].kind != "input")
                     gxs = [gx]
+                elif op.kind == "matmul":
+                    gxs = _matmul_bwd(op, ins, go, st, b0, t, [self.graph[i].kind != "input" for i in op.inputs])
                 elif op.kind in NEURON_KINDS:
                     gxs = [self._neuron_bwd(op, ins[0], go, t, mem, cur, carry_u, carry_i)]
                 else:
@@ -448,6 +452,53 @@ def _acc(grads: dict, key, value: np.ndarray) -> None:
         grads[key] = value.astype(np.float32).copy()
 
 
+def _operands(op: Op, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """op(a) as [G, M, K] and op(b) as [G, K, N], contiguous float32 (G: samples x leading axes)."""
+    a = np.swapaxes(a, -1, -2) if op.params["transpose_a"] else a
+    b = np.swapaxes(b, -1, -2) if op.params["transpose_b"] else b
+    return (np.ascontiguousarray(a.reshape((-1,) + a.shape[-2:]), np.float32),
+            np.ascontiguousarray(b.reshape((-1,) + b.shape[-2:]), np.float32))
+
+
+def _per_unit(ops: np.ndarray, batch: int, units: int) -> np.ndarray:
+    """Operations per output row [G, M] as [batch, units] (a unit: the output's axis 0)."""
+    return ops.reshape(batch, units, -1).sum(2)
+
+
+def _unoperand(g: np.ndarray, shape: tuple[int, ...], transposed: bool) -> np.ndarray:
+    """The gradient of op(x) [G, r, c] back in x's layout `shape`."""
+    if not transposed:
+        return g.reshape(shape)
+    return np.swapaxes(g.reshape(shape[:-2] + (shape[-1], shape[-2])), -1, -2)
+
+
+def _matmul_fwd(op: Op, ins: list[np.ndarray], st: OpStats, b0: int, t: int) -> np.ndarray:
+    """scale * op(a) @ op(b) on the event-driven kernel; its non-zero products into st.fp_ops."""
+    B = ins[0].shape[0]
+    a, b = _operands(op, *ins)
+    out = np.zeros((a.shape[0], a.shape[1], b.shape[2]), np.float32)
+    st.fp_ops[b0:b0 + B, t] = _per_unit(K.matmul_fwd(a, b, out), B, st.units)
+    return out.reshape((B,) + op.type.shape) * np.float32(op.params["scale"])
+
+
+def _matmul_bwd(op: Op, ins: list[np.ndarray], go: np.ndarray, st: OpStats, b0: int, t: int, need: list[bool]) -> list:
+    """[dL/da, dL/db] (None where not needed): BP computes scale * dY @ op(b)^T, WG scale * op(a)^T @ dY
+    (docs/attention.md); their non-zero products into st.bp_ops and st.wg_ops."""
+    B = go.shape[0]
+    a, b = _operands(op, *ins)
+    e = np.ascontiguousarray((go * np.float32(op.params["scale"])).reshape(a.shape[:2] + (b.shape[2],)), np.float32)
+    ga = gb = None
+    if need[0]:
+        ga = np.zeros(a.shape, np.float32)
+        st.bp_ops[b0:b0 + B, t] = _per_unit(K.matmul_fwd(e, np.ascontiguousarray(b.transpose(0, 2, 1)), ga), B, st.units)
+        ga = _unoperand(ga, ins[0].shape, op.params["transpose_a"])
+    if need[1]:
+        gb = np.zeros(b.shape, np.float32)
+        st.wg_ops[b0:b0 + B, t] = _per_unit(K.matmul_wg(a, e, gb), B, st.units)
+        gb = _unoperand(gb, ins[1].shape, op.params["transpose_b"])
+    return [ga, gb]
+
+
 def _pool_geometry(op: Op):
     k = tuple(op.params["kernel"])
     s = tuple(op.params["stride"] or k)
@@ -567,7 +618,7 @@ def new_stats(graph: Graph, batch: int, timesteps: int, training: bool) -> dict[
         units = op.type.shape[0]
         st = OpStats(op.type.size, units, out_nonzero=np.zeros(timesteps, np.int64),
                      grad_nonzero=np.zeros(timesteps, np.int64))
-        if op.kind in WEIGHT_KINDS:
+        if op.kind in SYNAPTIC_KINDS:
             st.fp_ops = np.zeros((batch, timesteps, units), np.int64)
             if training:
                 st.bp_ops = np.zeros((batch, timesteps, units), np.int64)

@@ -193,7 +193,7 @@ def _trace(graph: Graph, B: int, T: int, cfg: GpuConfig) -> list[tuple[str, list
                 dxs = [dy] * len(li.inputs)
             else:
                 saved = [act(li.name, t, "bptt_state", "/idx", 8)] if _is_max(graph, li) else []
-                k("bwd", [dy] + saved + (xs if li.kind == "mul" else []), dxs)
+                k("bwd", [dy] + saved + (xs if li.kind in ("mul", "matmul") else []), dxs)
             for i, dx in zip(li.inputs, dxs):
                 src, back = alias[i]
                 if t >= back:

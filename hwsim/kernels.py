@@ -344,6 +344,64 @@ def linear_wg(x, e, dwt):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def matmul_fwd(a, b, out):
+    """out[g, m, :] += a[g, m, k] * b[g, k, :] for every non-zero a[g, m, k] (a [G, M, K], b [G, K, N]):
+    the product of two activations, `a` streamed as events, `b` stationary. Returns the non-zero
+    products per row of `out`, [G, M] (a zero of `b` costs nothing either). BP runs it on the
+    errors and b transposed."""
+    G, M, K = a.shape
+    N = b.shape[2]
+    ops = np.zeros((G, M), dtype=np.int64)
+    nnz = np.zeros(K, dtype=np.int64)
+    for g in range(G):
+        for k in range(K):
+            c = 0
+            for n in range(N):
+                if b[g, k, n] != 0:
+                    c += 1
+            nnz[k] = c
+        for m in range(M):
+            orow = out[g, m]
+            for k in range(K):
+                v = a[g, m, k]
+                if v == 0:
+                    continue
+                ops[g, m] += nnz[k]
+                brow = b[g, k]
+                for n in range(N):
+                    orow[n] += v * brow[n]
+    return ops
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def matmul_wg(a, e, gb):
+    """gb[g] += a[g]^T e[g], one outer product a[g, m, :] x e[g, m, :] per row m, skipping zeros of
+    a (the WG engine's form). Returns the non-zero products per row m, [G, M]."""
+    G, M, K = a.shape
+    N = e.shape[2]
+    ops = np.zeros((G, M), dtype=np.int64)
+    for g in range(G):
+        for m in range(M):
+            na, ne = 0, 0
+            for k in range(K):
+                if a[g, m, k] != 0:
+                    na += 1
+            for n in range(N):
+                if e[g, m, n] != 0:
+                    ne += 1
+            ops[g, m] = na * ne
+            erow = e[g, m]
+            for k in range(K):
+                v = a[g, m, k]
+                if v == 0:
+                    continue
+                grow = gb[g, k]
+                for n in range(N):
+                    grow[n] += v * erow[n]
+    return ops
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def count_nonzero(a) -> int:
     """Non-zero elements of `a` (np.count_nonzero is slow on floats)."""
     n = 0

@@ -143,6 +143,9 @@ def _forward(op: Op, ins: list[np.ndarray], c: dict) -> np.ndarray:
         return sum(ins[1:], ins[0])
     if k == "mul":
         return ins[0] * ins[1]
+    if k == "matmul":
+        a, b = _mm_operands(op, ins)
+        return (a @ b) * F32(op.params["scale"])
     if k == "sum":
         return x.sum(axis=op.params["axis"] % len(op.type.shape) + 2, keepdims=True)
     if k == "scale":
@@ -176,6 +179,12 @@ def _backward_op(op: Op, ins: list[np.ndarray], dy: np.ndarray, c: dict, grads: 
         return [dy.reshape(x.shape)]
     if k == "mul":
         return [_unbroadcast(dy * ins[1], ins[0].shape), _unbroadcast(dy * ins[0], ins[1].shape)]
+    if k == "matmul":
+        a, b = _mm_operands(op, ins)
+        d = dy * F32(op.params["scale"])
+        da, db = d @ np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2) @ d
+        return [np.swapaxes(da, -1, -2) if op.params["transpose_a"] else da,
+                np.swapaxes(db, -1, -2) if op.params["transpose_b"] else db]
     if k == "sum":
         return [np.broadcast_to(dy, x.shape)]
     if k == "scale":
@@ -194,6 +203,13 @@ def _backward_op(op: Op, ins: list[np.ndarray], dy: np.ndarray, c: dict, grads: 
     if k == "threshold":
         return [dy * _surrogate(op, x, _coef(op, "threshold"))]
     return [_neuron_back(op, dy, c)]
+
+
+def _mm_operands(op: Op, ins: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """op(a) and op(b) of a matmul: the last two axes swapped where the params say so."""
+    a, b = ins
+    return (np.swapaxes(a, -1, -2) if op.params["transpose_a"] else a,
+            np.swapaxes(b, -1, -2) if op.params["transpose_b"] else b)
 
 
 def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

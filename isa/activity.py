@@ -183,7 +183,9 @@ class _Static:
             key = {"integrate": "fp_ops", "propagate": "bp_ops", "accumulate": "wg_ops"}[kind]
             dense = li.work.syn_ops * share
             cls = "mac" if kind == "propagate" or not spike_in else "ac"
-            if kind == "accumulate":
+            if op.kind == "matmul":
+                rd, wr = self._matmul_roles(kind, op, share, n)
+            elif kind == "accumulate":
                 rd, wr = {"wgrad": wbits, "input": in_bits, "grad_in": n * vb}, {"wgrad": wbits}
             else:
                 rd, wr = {"weights": wbits, "input": in_bits, "psum": n * vb}, {"psum": n * vb}
@@ -215,6 +217,28 @@ class _Static:
             writes[buf.name] = writes.get(buf.name, 0) + w
             port = max(port, math.ceil((r + w) / buf.port_bits))
         return eng, key, cls, dense, reads, writes, port
+
+
+    def _matmul_roles(self, kind: str, op, share: float, n: int) -> tuple[dict, dict]:
+        """What a matmul piece reads and writes (docs/attention.md): FP streams op(a) as the input
+        against op(b) in the weights buffer and, when training, saves both to the BPTT banks; BP
+        reads op(b) back and forms dA = dY op(b)^T in its partial sums; WG reads op(a) back and
+        writes dB = op(a)^T dY to its output buffer, an error for b's producer, not a gradient
+        to keep. An operand a piece needs whole (no leading axes) counts whole."""
+        vb = self.vb
+        ins = [self.layers[i].type for i in op.inputs]
+        batched = len(op.type.shape) > 2
+        shares = (share if batched or not op.params["transpose_a"] else 1.0, share if batched else 1.0)
+        a_bits, b_bits = (t.size * s * (1 if t.kind == SPIKE else vb) for t, s in zip(ins, shares))
+        a_vals, b_vals = (t.size * s * vb for t, s in zip(ins, shares))
+        if kind == "integrate":
+            wr = {"psum": n * vb}
+            if self.training:
+                wr["bptt"] = a_bits + b_bits
+            return {"weights": b_bits, "input": a_bits, "psum": n * vb}, wr
+        if kind == "propagate":
+            return {"bptt": b_bits, "grad_in": n * vb, "psum": a_vals}, {"psum": a_vals}
+        return {"bptt": a_bits, "grad_in": n * vb}, {"wgrad": b_vals}
 
 
 def _add(d: dict, k, v) -> None:

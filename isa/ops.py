@@ -49,8 +49,8 @@ class TensorSpec:
 class Work:
     """Dense work of one op for one sample and one time step."""
 
-    syn_ops: int = 0  # synaptic operations of weight ops (linear, conv)
-    arith: str = ""  # "MAC" (real input) or "AC" (spike input) for syn_ops
+    syn_ops: int = 0  # synaptic operations of weight ops (linear, conv) and products of `matmul`
+    arith: str = ""  # "MAC" (real input) or "AC" (spike input; matmul: its first, streamed operand) for syn_ops
     elem_ops: int = 0  # element-wise operations (pooling, add, mask, scale, batch-norm)
     neurons: int = 0  # neuron state updates
 
@@ -218,6 +218,31 @@ def _mul_infer(p, ins):
     return TensorType(SPIKE if a.kind == b.kind == SPIKE else REAL, tuple(shape))
 
 
+def matmul_dims(p: dict, a: TensorType, b: TensorType) -> tuple[int, int, int]:
+    """(M, K, N) of `matmul`: op(a) is [.., M, K], op(b) is [.., K, N] (op transposes the last two
+    axes when the param says so)."""
+    m, k = a.shape[-2:][::-1] if p["transpose_a"] else a.shape[-2:]
+    kb, n = b.shape[-2:][::-1] if p["transpose_b"] else b.shape[-2:]
+    if k != kb:
+        raise ValueError(f"inner sizes differ: op(a) is [.., {m}, {k}] but op(b) is [.., {kb}, {n}] ({a}, {b})")
+    return m, k, n
+
+
+def _matmul_infer(p, ins):
+    a, b = ins
+    if len(a.shape) < 2 or len(b.shape) < 2:
+        raise ValueError(f"expects inputs of rank 2 or more, got {a}, {b}")
+    if a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"inputs differ in their leading (batch) axes: {a}, {b}")
+    m, _, n = matmul_dims(p, a, b)
+    return TensorType(REAL, a.shape[:-2] + (m, n))
+
+
+def _matmul_work(p, ins, out):
+    _, k, _ = matmul_dims(p, *ins)
+    return Work(syn_ops=out.size * k, arith="AC" if ins[0].kind == SPIKE else "MAC")
+
+
 def _sum_infer(p, ins):
     (x,) = ins
     a = _axis(p["axis"], len(x.shape), "axis")
@@ -300,6 +325,10 @@ KINDS: dict[str, OpKind] = {k.name: k for k in [
     _k("reshape", [_P("shape", "shape")], (1, 1), _reshape_infer, doc="reshape to a new shape"),
     _k("add", [], (2, -1), _add_infer, work=_add_work, doc="element-wise sum (residual add)"),
     _k("mul", [], (2, 2), _mul_infer, work=_elem_work, doc="element-wise product with broadcasting (spike mask)"),
+    _k("matmul", [_P("transpose_a", "bool", False), _P("transpose_b", "bool", False), _P("scale", "float", 1.0)],
+       (2, 2), _matmul_infer, work=_matmul_work,
+       doc="y = scale * op(a) @ op(b) over the last two axes, leading axes batched: a product of two activations "
+           "(a streams as events, b is stationary; docs/attention.md)"),
     _k("sum", [_P("axis", "axis")], (1, 1), _sum_infer, work=_sum_work, doc="sum over one axis (kept as size 1)"),
     _k("scale", [_P("scale", "float", 1.0)], (1, 1), _same_real, _scale_tensors, _elem_work,
        "element-wise multiply by a scalar or per-element tensor"),
@@ -332,6 +361,9 @@ KINDS: dict[str, OpKind] = {k.name: k for k in [
 
 NEURON_KINDS = frozenset({"lif", "if", "cubalif", "li", "threshold"})
 WEIGHT_KINDS = frozenset({"linear", "conv1d", "conv2d"})
+# ops that run on the synaptic engines (fp.integrate, bp.propagate, wg.accumulate): the weight ops and
+# `matmul`, whose second operand takes the weights' place (docs/attention.md)
+SYNAPTIC_KINDS = WEIGHT_KINDS | {"matmul"}
 
 
 def canonical_value(v: Any) -> Any:

@@ -143,8 +143,8 @@ def assign(plan: Plan, name: str, order: str, use_global: bool = True, fuse: boo
             if training and wg and g.bands == 1 and role.get("wgrad", 0) + wg <= gtile:
                 role["wgrad"] = role.get("wgrad", 0) + wg
                 df.resident_wgrad.add(p.id)
-            if training and g.neurons:
-                b = bptt_bytes(g, u, arch, T) * live_samples
+            b = bptt_bytes(g, u, arch, T) * live_samples if training else 0
+            if b:
                 if role.get("bptt", 0) + b <= arch.capacity("bptt"):
                     role["bptt"] = role.get("bptt", 0) + b
                 else:
@@ -374,7 +374,7 @@ def dram_lower_bound(plan: Plan) -> dict[str, int]:
     total_w = sum(w.values())
     chips = cfg.chips
     sram = chips * (arch.n_cores * sum(b.bytes for b in arch.buffers) + sum(b.bytes for b in arch.global_buffers))
-    bptt = B * sum(bptt_bytes(g, g.units, arch, T) for g in plan.groups if g.neurons)
+    bptt = B * sum(bptt_bytes(g, g.units, arch, T) for g in plan.groups)
     first = plan.graph.inputs[0].type
     x = B * T * (math.ceil(first.size / 8) if first.kind == "spike" else first.size * arch.value_bytes)
     state = sum(state_bytes(g, g.units, arch, cfg.optimizer) for g in plan.groups)

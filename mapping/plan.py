@@ -120,9 +120,12 @@ def state_bytes(g: Group, units: int, arch: Arch, optimizer: str) -> int:
 
 
 def bptt_bytes(g: Group, units: int, arch: Arch, T: int) -> int:
-    """Per step: stored membrane potential, plus 1-bit spike and surrogate mask per neuron."""
-    n = g.neurons * units / g.units
-    return math.ceil(T * (g.states * units / g.units * _vb(arch) + 2 * n / 8))
+    """Per step: stored membrane potential, plus 1-bit spike and surrogate mask per neuron, plus
+    the operands a matmul keeps for its backward (1 bit per spike)."""
+    share = units / g.units
+    n = g.neurons * share
+    saved = (g.saved_values * _vb(arch) + g.saved_spikes / 8) * share
+    return math.ceil(T * (g.states * share * _vb(arch) + 2 * n / 8 + saved))
 
 
 def _work(g: Group, training: bool) -> float:

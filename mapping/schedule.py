@@ -2,13 +2,14 @@
 which core does what in each stage. Stages are separated by barriers. Forward (FP) stages run
 t = 0..T-1 in topological order; backward stages run t = T-1..0 in reverse order, each pairing
 BP of one group with WG of the group after it (BP of layer l overlaps WG of layer l+1 on the
-same core's two engines); the weight update follows the whole batch."""
+same core's two engines; a matmul's WG, the error of its stationary operand, runs beside its own BP,
+since its producer's BP needs it next); the weight update follows the whole batch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from spikeforge.isa.ops import NEURON_KINDS, WEIGHT_KINDS
+from spikeforge.isa.ops import NEURON_KINDS, SYNAPTIC_KINDS, WEIGHT_KINDS
 from spikeforge.mapping.groups import Group
 from spikeforge.mapping.plan import Piece, Plan
 
@@ -62,7 +63,7 @@ def _fp_tasks(g: Group, pieces: list[Piece]) -> list[Task]:
         for op in g.ops:
             if op.kind in _VIEWS:
                 continue
-            code = ("fp.integrate" if op.kind in WEIGHT_KINDS else
+            code = ("fp.integrate" if op.kind in SYNAPTIC_KINDS else
                     "fp.fire" if op.kind in NEURON_KINDS else "fp.elem")
             tasks.append(Task(code, op.name, *_range(op.type.size, g, p), p.core, g.name, p.id))
     return tasks
@@ -74,7 +75,7 @@ def _bp_tasks(g: Group, pieces: list[Piece], input_names: set[str]) -> list[Task
         for op in reversed(g.ops):
             if op.kind in _VIEWS:
                 continue
-            if op.kind in WEIGHT_KINDS:
+            if op.kind in SYNAPTIC_KINDS:
                 if op.inputs[0] in input_names:
                     continue  # no error to propagate into the network input
                 code = "bp.propagate"
@@ -84,8 +85,9 @@ def _bp_tasks(g: Group, pieces: list[Piece], input_names: set[str]) -> list[Task
     return tasks
 
 
-def _wg_tasks(g: Group, pieces: list[Piece], opcode: str) -> list[Task]:
-    if g.root.kind not in WEIGHT_KINDS:
+def _wg_tasks(g: Group, pieces: list[Piece], opcode: str, input_names: frozenset[str] = frozenset()) -> list[Task]:
+    """WG of a weight op; of a matmul, the error of its second operand (none into the network input)."""
+    if g.root.kind not in SYNAPTIC_KINDS or (g.root.kind == "matmul" and g.root.inputs[1] in input_names):
         return []
     return [Task(opcode, g.root.name, *_range(g.root.type.size, g, p), p.core, g.name, p.id) for p in pieces]
 
@@ -93,6 +95,8 @@ def _wg_tasks(g: Group, pieces: list[Piece], opcode: str) -> list[Task]:
 def _update_tasks(g: Group, pieces: list[Piece]) -> list[Task]:
     """The update of a banded group's channel runs on the core of its first band, over the
     whole channel (the other bands' partial gradients reach it through the gradients' home)."""
+    if g.root.kind not in WEIGHT_KINDS:
+        return []
     if g.bands == 1:
         return _wg_tasks(g, pieces, "wg.update")
     per = g.root.type.size // g.channels
@@ -113,8 +117,11 @@ def build_schedule(plan: Plan) -> Schedule:
             prev = None
             for g, ps in reversed(members):
                 tasks = _bp_tasks(g, ps, inputs) + (_wg_tasks(*prev, "wg.accumulate") if prev else [])
-                stages.append(Stage("bp", r, (g.name,), tasks))
                 prev = (g, ps)
+                if g.root.kind == "matmul":  # the error of its stationary operand is due upstream: WG beside BP
+                    tasks += _wg_tasks(g, ps, "wg.accumulate", frozenset(inputs))
+                    prev = None
+                stages.append(Stage("bp", r, (g.name,), tasks))
             if prev:
                 stages.append(Stage("bp", r, (), _wg_tasks(*prev, "wg.accumulate")))
         bp.append(stages)

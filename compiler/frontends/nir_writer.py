@@ -20,7 +20,7 @@ from spikeforge.isa import Graph, Op, SpikeforgeError
 
 DT = EXPORTERS["snntorch"].dt
 _NO_NIR = {"reshape": "reshape", "mul": "element-wise product", "sum": "sum over an axis",
-           "batchnorm": "batch norm"}
+           "batchnorm": "batch norm", "matmul": "product of two activations"}
 
 
 def to_nir(graph: Graph) -> nir.NIRGraph:

@@ -250,6 +250,123 @@ def _sdt(dim: int = 256, depth: int = 2) -> list[Op]:
     return ops
 
 
+# ---- Spikformer and QKFormer ---------------------------------------------------------------
+
+def _heads(ops, p, x, dim, heads, n) -> str:
+    """[D, N] -> [H, D/H, N]: one head per leading index, channel-major as the IR's tokens are."""
+    return _op(ops, p + "heads", "reshape", x, shape=[heads, dim // heads, n])
+
+
+def _ssa(ops, p, x, dim, heads, n, qk_first, qkv_bias) -> str:
+    """Spiking self-attention on tokens x [D, N]: Q, K, V = lif(bn(conv1d(x))) in heads
+    [H, d, N]; Spikformer (`qk_first`) forms (Q K^T) V, QKFormer Q (K^T V), either times 0.125;
+    lif (threshold 0.5), then the projection lif(bn(conv1d)). In the channel-major layout the
+    token-major product X = (Q K^T) V is X^T = V (K^T Q) and Q (K^T V) is X^T = (V K^T) Q, so
+    `attn` is [H, N, N] (Spikformer) or [H, d, d] (QKFormer); the second operand of each
+    `matmul` is the stationary one (docs/attention.md)."""
+    q, k, v = (_heads(ops, p + m + ".", _cbl(ops, p + m + ".", x, dim, 1, bias=qkv_bias), dim, heads, n)
+               for m in "qkv")
+    if qk_first:
+        attn = _op(ops, p + "attn", "matmul", k, q, transpose_a=True)  # K^T Q: [H, N, N]
+        y = _op(ops, p + "attn_v", "matmul", v, attn, scale=0.125)  # V (K^T Q): [H, d, N]
+    else:
+        attn = _op(ops, p + "attn", "matmul", v, k, transpose_b=True)  # V K^T: [H, d, d]
+        y = _op(ops, p + "attn_v", "matmul", attn, q, scale=0.125)  # (V K^T) Q: [H, d, N]
+    y = _op(ops, p + "attn_lif", "lif", _op(ops, p + "merge", "reshape", y, shape=[dim, n]), threshold=0.5)
+    return _cbl(ops, p + "proj.", y, dim, 1, bias=True)
+
+
+def _qkta(ops, p, x, dim, heads, n) -> str:
+    """QKFormer's Q-K token attention on x [D, N]: Q, K = lif(bn(conv1d(x))) in heads [H, d, N];
+    a token mask A_t = lif(sum over each head's channels of Q) (threshold 0.5), [H, 1, N];
+    A_t * K, then the projection lif(bn(conv1d)). Linear in N: masks and sums, no matmul."""
+    q, k = (_heads(ops, p + m + ".", _cbl(ops, p + m + ".", x, dim, 1, bias=False), dim, heads, n) for m in "qk")
+    a = _op(ops, p + "attn_lif", "lif", _op(ops, p + "q_sum", "sum", q, axis=1), threshold=0.5)
+    y = _op(ops, p + "merge", "reshape", _op(ops, p + "mask", "mul", k, a), shape=[dim, n])
+    return _cbl(ops, p + "proj.", y, dim, 1, bias=True)
+
+
+def _spike_mlp(ops, p, x, dim) -> str:
+    """lif(bn(conv1d(lif(bn(conv1d(x)))))) with hidden width 4D: Spikformer's and QKFormer's MLP."""
+    return _cbl(ops, p + "fc2.", _cbl(ops, p + "fc1.", x, 4 * dim, 1, bias=True), dim, 1, bias=True)
+
+
+def _residual(ops, p, x, y) -> str:
+    return _op(ops, p + "add", "add", x, y)
+
+
+def _token_head(ops, x, n) -> str:
+    """Mean of the tokens' values (not spikes), then linear D -> 10, as both papers' heads."""
+    x = _op(ops, "head.mean", "scale", _op(ops, "head.sum", "sum", x, axis=1), scale=1.0 / n)
+    x = _op(ops, "head.fc", "linear", _op(ops, "head.flatten", "flatten", x), out_features=10)
+    return _op(ops, "output", "output", x)
+
+
+def _spikformer(dim: int = 384, depth: int = 4, heads: int = 12) -> list[Op]:
+    """Spikformer-`depth`-`dim` for CIFAR-10: SPS (3x3 conv-bn-lif to D/8, D/4, D/2, max pool,
+    D, max pool: 8x8 = 64 tokens; rpe = lif(bn(conv(x))) added to x), `depth` blocks of
+    x + SSA(x), x + MLP(x), and the token-mean head."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[3, 32, 32])
+    for i, c in enumerate((dim // 8, dim // 4, dim // 2)):
+        x = _cbl(ops, f"sps.{i}.", x, c, 3, bias=False)
+    x = _op(ops, "sps.2.pool", "pool2d", x, mode="max", kernel=3, stride=2, padding=1)
+    x = _cbl(ops, "sps.3.", x, dim, 3, bias=False)
+    feat = _op(ops, "sps.3.pool", "pool2d", x, mode="max", kernel=3, stride=2, padding=1)
+    x = _residual(ops, "sps.", _cbl(ops, "sps.rpe.", feat, dim, 3, bias=False), feat)
+    n = 64
+    x = _op(ops, "tokens", "reshape", x, shape=[dim, n])
+    for b in range(depth):
+        p = f"blocks.{b}."
+        x = _residual(ops, p + "attn.", x, _ssa(ops, p + "attn.", x, dim, heads, n, qk_first=True, qkv_bias=True))
+        x = _residual(ops, p + "mlp.", x, _spike_mlp(ops, p + "mlp.", x, dim))
+    _token_head(ops, x, n)
+    return ops
+
+
+def _cbl2(ops, p, x, cout, kernel, stride=1, pool=False) -> str:
+    """`{p}conv` (2-D, no bias, padding kernel // 2), `{p}bn`, optionally a 3x3/2 max pool, `{p}lif`."""
+    x = _conv_bn(ops, p, x, cout, kernel, stride, kernel // 2)
+    if pool:
+        x = _op(ops, p + "pool", "pool2d", x, mode="max", kernel=3, stride=2, padding=1)
+    return _op(ops, p + "lif", "lif", x)
+
+
+def _qk_stage(ops, p, x, cin, cout) -> str:
+    """QKFormer's PatchEmbeddingStage: lif(pool(bn(conv(lif(bn(conv(x)))))) plus the shortcut
+    lif(bn(conv1x1/2(x))): [cin, H, W] -> [cout, H/2, W/2]."""
+    y = _cbl2(ops, p + "proj4.", _cbl2(ops, p + "proj3.", x, cout, 3), cout, 3, pool=True)
+    return _residual(ops, p, y, _cbl2(ops, p + "res.", x, cout, 1, stride=2))
+
+
+def _qkformer(dim: int = 384, heads: int = 8) -> list[Op]:
+    """QKFormer for CIFAR-10 (the authors' cifar10 config: embed 384, 8 heads, depths 4):
+    PatchEmbedInit to D/4 at 32x32, a QKTA block (D/4, 1024 tokens), a PatchEmbeddingStage to
+    D/2 at 16x16, a QKTA block (D/2, 256 tokens), one to D at 8x8, two SSA blocks (Q (K^T V),
+    64 tokens), and the token-mean head."""
+    ops: list[Op] = []
+    x = _op(ops, "input", "input", shape=[3, 32, 32])
+    c = dim // 4
+    feat = _cbl2(ops, "patch1.proj.", x, c // 2, 3)
+    x = _residual(ops, "patch1.", _cbl2(ops, "patch1.proj1.", feat, c, 3), _cbl2(ops, "patch1.res.", feat, c, 1))
+    side = 32
+    for s, (cin, cout) in enumerate(((c, c), (c, 2 * c), (2 * c, dim))):
+        if s:
+            x = _qk_stage(ops, f"patch{s + 1}.", _op(ops, f"stage{s}.image", "reshape", x, shape=[cin, side, side]),
+                          cin, cout)
+            side //= 2
+        n = side * side
+        x = _op(ops, f"stage{s + 1}.tokens", "reshape", x, shape=[cout, n])
+        for b in range(1 if s < 2 else 2):
+            p = f"stage{s + 1}.{b}."
+            y = (_qkta(ops, p + "attn.", x, cout, heads, n) if s < 2
+                 else _ssa(ops, p + "attn.", x, cout, heads, n, qk_first=False, qkv_bias=False))
+            x = _residual(ops, p + "attn.", x, y)
+            x = _residual(ops, p + "mlp.", x, _spike_mlp(ops, p + "mlp.", x, cout))
+    _token_head(ops, x, n)
+    return ops
+
+
 # ---- recurrent SNN -------------------------------------------------------------------------
 
 def _rsnn(inputs: int = 700, hidden: int = 256, classes: int = 20) -> list[Op]:
@@ -291,6 +408,10 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
              "Zheng et al. 2021 (AAAI), tdBN spiking ResNet", (3, 32, 32), 10, _resnet19),
     ZooModel("sdt", "Spike-driven Transformer-2-256 for CIFAR-10 (64 tokens, SDSA)",
              "Yao et al. 2023 (NeurIPS), Spike-driven Transformer", (3, 32, 32), 10, _sdt),
+    ZooModel("spikformer", "Spikformer-4-384 for CIFAR-10 (64 tokens, 12 heads, SSA: (Q K^T) V on spike matrices)",
+             "Zhou et al. 2023 (ICLR), Spikformer", (3, 32, 32), 10, _spikformer),
+    ZooModel("qkformer", "QKFormer for CIFAR-10 (embed 384, 8 heads: Q-K token attention at 1024 and 256 tokens, "
+             "then two SSA blocks at 64)", "Zhou et al. 2024 (NeurIPS), QKFormer", (3, 32, 32), 10, _qkformer),
     ZooModel("rsnn", "700-256-20 recurrent SNN for Spiking Heidelberg Digits events, li readout",
              "Cramer et al. 2020 (IEEE TNNLS), SHD recurrent SNN", (700,), 20, _rsnn),
 ]}

@@ -16,6 +16,8 @@ PARAMS = {
     "resnet50": 25_557_032,  # torchvision resnet50
     "resnet19": 12_697_994,
     "sdt": 2_566_954,
+    "spikformer": 9_324_730,  # the paper's 9.32 M
+    "qkformer": 6_706_234,  # the paper quotes 6.74 M (docs/zoo.md)
     "rsnn": 700 * 256 + 256 + 256 * 256 + 256 * 20 + 20,
 }
 
@@ -32,6 +34,12 @@ REAL_INPUT = {
     "resnet50": {"conv1", "fc"},
     "resnet19": {"conv1", "classifier.0.fc"},
     "sdt": {"sps.0.conv"},
+    # the residual stream of Spikformer and QKFormer is a sum of spikes: every layer reading it multiplies
+    "spikformer": {"sps.0.conv", "head.fc"} | {f"blocks.{b}.{m}.conv" for b in range(4)
+                                                for m in ("attn.q", "attn.k", "attn.v", "mlp.fc1")},
+    "qkformer": ({"patch1.proj.conv", "head.fc"} | {f"patch{s}.{c}.conv" for s in (2, 3) for c in ("proj3", "res")}
+                 | {f"stage{s}.0.{m}.conv" for s in (1, 2) for m in ("attn.q", "attn.k", "mlp.fc1")}
+                 | {f"stage3.{b}.{m}.conv" for b in (0, 1) for m in ("attn.q", "attn.k", "attn.v", "mlp.fc1")}),
     "rsnn": set(),
 }
 
