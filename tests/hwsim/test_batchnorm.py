@@ -204,3 +204,29 @@ def test_training_a_conv_bn_model_matches_its_torch_twin():
     assert chip.epochs[1].loss < chip.epochs[0].loss and accs[1] > 0.7  # chance is 0.1
     assert np.allclose(accs, ref["test_acc"], atol=2 / 200)  # within 1 point
     assert np.abs(g["bn"].tensors["mean"]).min() > 0  # the running statistics followed the batches
+
+
+def test_batch_statistics_in_a_recurrent_loop_are_one_error():
+    """A batch-norm with batch statistics between a delay and the op it repeats: an error naming
+    both; with running statistics, or outside the loop, the step runs."""
+    def rnn(stats: str, inside: bool) -> Graph:
+        ops = [Op("x", "input", params={"shape": [4]}),
+               Op("fc", "linear", ("x",), {"out_features": 3}),
+               Op("rec", "linear", ("prev",), {"out_features": 3, "bias": False}),
+               Op("add", "add", ("fc", "rec")),
+               Op("bn", "batchnorm", ("add" if inside else "x2",), {"stats": stats}),
+               Op("lif", "lif", ("bn" if inside else "add",)),
+               Op("prev", "delay", ("lif",), {"shape": [3]}),
+               Op("x2", "linear", ("lif",), {"out_features": 3}),
+               Op("o", "output", ("bn" if not inside else "x2",))]
+        if not inside:  # bn after the loop: reads x2, which reads the loop's spikes
+            ops = ops[:4] + [ops[5], ops[6], ops[7], ops[4], ops[8]]
+        return init_tensors(Graph.build("rnn", ops))
+
+    x = np.random.default_rng(0).uniform(0, 1, (3, 4, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0])
+    with pytest.raises(SpikeforgeError, match=r"op 'bn' \(batchnorm, stats batch\) is in the recurrent loop of "
+                                              r"'prev' \(delay\).*use stats: running"):
+        run(Simulator(rnn("batch", True)), {"x": x}, labels, True)
+    assert run(Simulator(rnn("running", True)), {"x": x}, labels, True).loss > 0
+    assert run(Simulator(rnn("batch", False)), {"x": x}, labels, True).running
