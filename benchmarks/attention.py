@@ -1,13 +1,13 @@
 """Spiking attention on the chip: what one training step of each zoo transformer's attention
-blocks costs on `default` (sparse mode, SGD, seeded direct input, random labels), B = 1, T = 4 by
-default. One functional step and one walk per model (the whole network, its dataflow searched);
+blocks costs on `default` (sparse mode, SGD, seeded direct input, random labels), B = 4, T = 4 by
+default (batch statistics need more than one sample: see docs/attention.md). One functional step and one walk per model (the whole network, its dataflow searched);
 a block's row sums the report's per-layer figures over the layers of that block: energy by term
 (static shared out by engine cycles, as the report does), engine cycles, DRAM bytes, and the
 synaptic operations each engine performed (matmul: non-zero products). `attn.matmul` rows are
 the two activation-by-activation products alone. The reference in the same run: each model's
 whole step.
 
-    .venv/bin/python benchmarks/attention.py [-T 4] [-B 1]
+    .venv/bin/python benchmarks/attention.py [-T 4] [-B 4]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def measure(name: str, T: int, B: int) -> list[tuple[str, dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-T", type=int, default=4)
-    ap.add_argument("-B", type=int, default=1)
+    ap.add_argument("-B", type=int, default=4)
     a = ap.parse_args()
     print(f"default preset, training step, sparse, B={a.B}, T={a.T}, seed 0")
     print(f"| {'block':<45} | energy µJ | engine cycles | DRAM kB | FP Mops | BP Mops | WG Mops |")
