@@ -334,18 +334,27 @@ class Simulator:
             var_r = m * (var * np.float32(n / (n - 1))) + (1 - m) * var_r
             saved.append((mean, sd))
         running[(op.name, "mean")], running[(op.name, "var")] = mean_r, var_r
-        y[...] = self.q(y)
-        for i in range(len(y)):
-            st.out_nonzero[i] += K.count_nonzero(y[i])
+        st.out_nonzero += self._store(y, pmap)
         return saved
 
+    def _store(self, v: np.ndarray, pmap) -> np.ndarray:
+        """Rounds the whole batch's v [T, B, ...] (C-contiguous) in place as the chip stores it, each
+        sample in `pmap`'s threads; returns the non-zeros of each step [T]."""
+        def sample(k: int) -> np.ndarray:
+            n = np.zeros(len(v), np.int64)
+            for t in range(len(v)):
+                flat = v[t, k].reshape(-1)  # a view: v[t, k] is contiguous
+                if self.fp16:
+                    K.round_fp16(flat)
+                n[t] = K.count_nonzero(flat)
+            return n
+        return sum(pmap(sample, range(v.shape[1])))
+
     def bn_backward(self, op: Op, vals, go: np.ndarray, st: OpStats, saved: list, grads: dict, pmap) -> np.ndarray:
-        """Back through `bn_forward` from dL/d(output) `go` (the whole batch's): adds the gamma
-        and beta gradients into `grads` and returns dL/d(input)."""
+        """Back through `bn_forward` from dL/d(output) `go` (the whole batch's, C-contiguous; rounded
+        in place as stored): adds the gamma and beta gradients into `grads` and returns dL/d(input)."""
         x = vals[op.inputs[0]]
-        go = self.q(go)
-        for i in range(len(go)):
-            st.grad_nonzero[i] += K.count_nonzero(go[i])
+        st.grad_nonzero += self._store(go, pmap)
         gx, C = np.empty_like(x), x.shape[2]
         dgamma, dbeta = np.zeros(C), np.zeros(C)
         for (xs, gos, gxs), (mean, sd) in zip(_bn_groups(op, x, go, gx), saved):
