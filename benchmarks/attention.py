@@ -1,11 +1,11 @@
 """Spiking attention on the chip: what one training step of each zoo transformer's attention
 blocks costs on `default` (sparse mode, SGD, seeded direct input, random labels), B = 4, T = 4 by
-default (batch statistics need more than one sample: see docs/attention.md). One functional step and one walk per model (the whole network, its dataflow searched);
-a block's row sums the report's per-layer figures over the layers of that block: energy by term
-(static shared out by engine cycles, as the report does), engine cycles, DRAM bytes, and the
-synaptic operations each engine performed (matmul: non-zero products). `attn.matmul` rows are
-the two activation-by-activation products alone. The reference in the same run: each model's
-whole step.
+default (batch statistics need more than one sample: see docs/attention.md). One functional
+step and one walk per model (the whole network, its dataflow searched); a block's row sums the
+report's per-layer figures over the layers of that block: energy by term (static shared out by
+engine cycles, as the report does), engine cycles, DRAM bytes, and the synaptic operations each
+engine performed (matmul: non-zero products). `attn.matmul` rows are the two
+activation-by-activation products alone. The reference in the same run: each model's whole step.
 
     .venv/bin/python benchmarks/attention.py [-T 4] [-B 4]
 """

@@ -62,7 +62,7 @@ def part1() -> None:
               f"| {100 * (1 - total['search'] / fp32):.1f} % | {t8['weights'] / dram['search']['weights']:.3f} |")
         cats = dram["search"]
         wgo = cats["weights"] + cats["gradients"] + cats["optimizer"]
-        print(f"|  | search by category: " + ", ".join(f"{k} {gb(v)}" for k, v in cats.items())
+        print("|  | search by category: " + ", ".join(f"{k} {gb(v)}" for k, v in cats.items())
               + f"; weights + gradients + optimizer = {wgo / params:.2f} x params |" + " |" * (len(NAMES) + 6))
     print()
 

@@ -189,7 +189,6 @@ class _Emitter:
     def _fp_outputs(self, g: Group, ps: list[Piece], r: int) -> list[Instr]:
         """This step's outputs to DRAM when a later round (of this chip) or the host reads them,
         and to each home where a consumer's input window waits outside the cores."""
-        out = []
         size = self._bytes(g.out_size * self._share(g, ps), g.last.type.kind == "spike")
         local = self._local(self.consumers[g.name])
         parts = _split(self._waits(g.name, local, "inputs"), size)

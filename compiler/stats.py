@@ -109,7 +109,6 @@ def compile_stats(c: Compiled, baseline: Compiled | None = None) -> dict:
     """compile.json: the mapping's figures, and the same for the baseline when given."""
     arch, plan = c.arch, c.plan
     dram, noc = program_traffic(c)
-    gmap = {g.name: g for g in plan.groups}
     cores = []
     for core in c.program.cores:
         use = c.dataflow.sram[core]

@@ -3,12 +3,15 @@ the synaptic work the engines did, measured per output unit. Forward and BPTT fo
 docs/simulation.md (snnTorch `Leaky` conventions); linear and conv layers run on the event-driven
 Numba kernels of hwsim.kernels, as do neuron updates, batch-norm, max pooling and FP16 rounding,
 the other element-wise ops in NumPy. `run` simulates chunks of samples in threads and applies
-their gradient accumulations in order, so results are those of the sequential loop bit for bit."""
+their gradient accumulations in order, so results are those of the sequential loop bit for bit;
+a training step whose batch-norms use batch statistics runs in phases on whole-batch arrays
+(`_run_coupled`)."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,13 +23,16 @@ import numpy as np
 
 try:
     from numpy._core.multiarray import _set_madvise_hugepage
-except ImportError:  # NumPy 1.x
-    from numpy.core.multiarray import _set_madvise_hugepage
+except ImportError:  # NumPy 1.x, or a NumPy without the switch: huge pages stay as NumPy chooses
+    try:
+        from numpy.core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        _set_madvise_hugepage = None
 
 from spikeforge.hwsim import kernels as K
 from spikeforge.isa import Graph, SpikeforgeError
 from spikeforge.isa.ir import Op
-from spikeforge.isa.ops import NEURON_KINDS, SYNAPTIC_KINDS, WEIGHT_KINDS
+from spikeforge.isa.ops import NEURON_KINDS, SYNAPTIC_KINDS, WEIGHT_KINDS, couples
 
 SPIKING = frozenset({"lif", "if", "cubalif"})
 
@@ -244,7 +250,10 @@ class Simulator:
                 if op.kind == "delay":
                     src = op.inputs[0]
                     if t and self.graph[src].kind != "input":
-                        delayed[src] = delayed[src] + go if src in delayed else go
+                        if src in g:
+                            delayed[src] = delayed[src] + go if src in delayed else go
+                        else:  # computed in a phase before `ops`
+                            dout[src][t - 1] += go
                     continue
                 ins = [vals[i][t] for i in op.inputs]
                 if op.kind in WEIGHT_KINDS:
@@ -340,6 +349,7 @@ class Simulator:
     def _store(self, v: np.ndarray, pmap) -> np.ndarray:
         """Rounds the whole batch's v [T, B, ...] (C-contiguous) in place as the chip stores it, each
         sample in `pmap`'s threads; returns the non-zeros of each step [T]."""
+        assert v.flags.c_contiguous  # else reshape(-1) below would round a copy
         def sample(k: int) -> np.ndarray:
             n = np.zeros(len(v), np.int64)
             for t in range(len(v)):
@@ -381,11 +391,6 @@ def _channel_slices(C: int) -> list[slice]:
     """Channels 0 .. C - 1 in one contiguous range per thread."""
     n = min(C, numba.config.NUMBA_NUM_THREADS)
     return [slice(i * C // n, (i + 1) * C // n) for i in range(n)]
-
-
-def couples(op: Op, training: bool) -> bool:
-    """Whether `op` needs the whole batch at once: a training step's batch-norm with batch statistics."""
-    return training and op.kind == "batchnorm" and op.params["stats"] != "running"
 
 
 def phases(graph: Graph, training: bool) -> list[list[Op]]:
@@ -499,7 +504,8 @@ def _matmul_bwd(op: Op, ins: list[np.ndarray], go: np.ndarray, st: OpStats, b0: 
     ga = gb = None
     if need[0]:
         ga = np.zeros(a.shape, np.float32)
-        st.bp_ops[b0:b0 + B, t] = _per_unit(K.matmul_fwd(e, np.ascontiguousarray(b.transpose(0, 2, 1)), ga), B, st.units)
+        bt = np.ascontiguousarray(b.transpose(0, 2, 1))
+        st.bp_ops[b0:b0 + B, t] = _per_unit(K.matmul_fwd(e, bt, ga), B, st.units)
         ga = _unoperand(ga, ins[0].shape, op.params["transpose_a"])
     if need[1]:
         gb = np.zeros(b.shape, np.float32)
@@ -704,23 +710,36 @@ def run(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | None, tra
     return res
 
 
+_PAGES = {"lock": threading.Lock(), "runs": 0, "saved": True}
+
+
 @contextmanager
 def _small_pages():
     """NumPy asks Linux for transparent huge pages for large arrays (madvise). A coupled run
     allocates its whole-batch arrays at once (3 GB for resnet18, B = 16, T = 4), and on a
     machine whose memory is fragmented the kernel compacts it to find huge pages: first touching
-    3 GB took 9.1 s here with them and 1.3 s with 4 KiB pages."""
-    old = _set_madvise_hugepage(False)
+    3 GB took 9.1 s here with them and 1.3 s with 4 KiB pages. The switch is NumPy's, for the
+    whole process: the first of concurrent runs turns it off, the last restores it."""
+    if _set_madvise_hugepage is None:
+        yield
+        return
+    with _PAGES["lock"]:
+        if _PAGES["runs"] == 0:
+            _PAGES["saved"] = _set_madvise_hugepage(False)
+        _PAGES["runs"] += 1
     try:
         yield
     finally:
-        _set_madvise_hugepage(old)
+        with _PAGES["lock"]:
+            _PAGES["runs"] -= 1
+            if _PAGES["runs"] == 0:
+                _set_madvise_hugepage(_PAGES["saved"])
 
 
 def _in_order(pool: ThreadPoolExecutor, f, items, consume) -> None:
     """f(item) for each of `items` in the pool's threads (of NUMBA_NUM_THREADS), one more in
-    flight than there are threads (not all: each result may hold a chunk's values); consume(item, result) here, in the items'
-    order, as they come."""
+    flight than there are threads (not all: each result may hold a chunk's values);
+    consume(item, result) here, in the items' order, as they come."""
     todo = iter(items)
     pending = deque((i, pool.submit(f, i)) for i in itertools.islice(todo, numba.config.NUMBA_NUM_THREADS + 1))
     while pending:
@@ -733,8 +752,8 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
                  chunk: int, record: bool, progress) -> RunResult:
     """`run` of a training step whose batch-norms use batch statistics: the `phases` one after the
     other on whole-batch arrays, forward then backward; a phase of per-sample ops runs its chunks
-    of samples in threads, a batch-norm its channels. Gradient accumulations are applied chunk
-    after chunk, then the batch-norms', so results do not depend on the threads."""
+    of samples in threads, a batch-norm its channels. A phase's gradients are added here, chunk
+    after chunk; a weight's gradient comes from one phase, so results do not depend on the threads."""
     graph = sim.graph
     T, B = next(iter(x.values())).shape[:2]
     for op in (p[0] for p in order if couples(p[0], True)):
@@ -745,7 +764,7 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
                                   f"larger batch", graph.name)
     phase = {op.name: i for i, ops in enumerate(order) for op in ops}
     for op in graph:
-        if op.kind == "delay" and phase[op.name] != phase[op.inputs[0]]:
+        if op.kind == "delay" and phase[op.inputs[0]] > phase[op.name]:  # a loop through a batch-norm's phase
             bn = next(p[0] for p in order[phase[op.name] + 1:phase[op.inputs[0]] + 1] if couples(p[0], True))
             raise SpikeforgeError(f"op '{bn.name}' (batchnorm, stats {bn.params['stats']}) is in the recurrent loop of "
                                   f"'{op.name}' (delay): batch statistics need every sample's step before the next "
@@ -766,7 +785,6 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
         def pmap(f, items):
             return list(pool.map(f, items))
 
-
         for i, ops in enumerate(order):
             if couples(ops[0], True):
                 saved[ops[0].name] = sim.bn_forward(ops[0], vals, stats[ops[0].name], res.running, pmap)
@@ -783,6 +801,8 @@ def _run_coupled(sim: Simulator, x: dict[str, np.ndarray], labels: np.ndarray | 
                 names = {op.name for op in ops}
                 if couples(ops[0], True):
                     src = ops[0].inputs[0]
+                    if ops[0].name not in grad:  # no error reaches it (a branch the loss does not read)
+                        grad[ops[0].name] = np.zeros_like(vals[ops[0].name])
                     gx = sim.bn_backward(ops[0], vals, grad[ops[0].name], stats[ops[0].name], saved.pop(ops[0].name),
                                          res.grads, pmap)
                     if src in grad:

@@ -13,6 +13,7 @@ import numpy as np
 
 from spikeforge.isa import Graph
 from spikeforge.isa.ir import Op
+from spikeforge.isa.ops import couples
 
 F32 = np.float32
 
@@ -46,7 +47,7 @@ def run_dense(graph: Graph, x: np.ndarray | dict[str, np.ndarray], labels: np.nd
                 raise ValueError(f"input '{op.name}': expected [T, B, {', '.join(map(str, op.type.shape))}], "
                                  f"got {list(v.shape)}")
         else:
-            cache[op.name] = {"batch": training and op.kind == "batchnorm" and op.params["stats"] != "running"}
+            cache[op.name] = {"batch": couples(op, training)}
             v = _forward(op, [values[i] for i in op.inputs], cache[op.name])
         values[op.name] = v
     res = RefResult(values, {n: c["u"] for n, c in cache.items() if "u" in c}, float("nan"))

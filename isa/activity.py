@@ -21,7 +21,7 @@ import numpy as np
 
 from spikeforge.isa.arch import Arch, xy_route
 from spikeforge.isa.ir import Graph
-from spikeforge.isa.ops import SPIKE
+from spikeforge.isa.ops import SPIKE, couples, matmul_split
 from spikeforge.isa.program import CATEGORIES, OPTIMIZERS, STATE_WORD_BYTES, Instr, Loop, Program, chip_of, coord_of
 
 ENGINES = ("fp", "bp", "wg")
@@ -204,7 +204,7 @@ class _Static:
         else:  # fp.elem / bp.elem
             cls, dense = "elem", n * (li.work.elem_ops / max(op.type.size, 1) or 1)
             rd, wr = {"psum": n * vb}, {"psum": n * vb}
-            if self.training and op.kind == "batchnorm" and op.params["stats"] != "running":
+            if couples(op, self.training):
                 # batch statistics: FP sums x and x^2 for the mean and variance before it normalises (x read
                 # twice); BP sums the error and error * x^ before the input gradient (error and x read twice)
                 dense += 2 * n
@@ -218,7 +218,6 @@ class _Static:
             port = max(port, math.ceil((r + w) / buf.port_bits))
         return eng, key, cls, dense, reads, writes, port
 
-
     def _matmul_roles(self, kind: str, op, share: float, n: int) -> tuple[dict, dict]:
         """What a matmul piece reads and writes (docs/attention.md): FP streams op(a) as the input
         against op(b) in the weights buffer and, when training, saves both to the BPTT banks; BP
@@ -227,8 +226,7 @@ class _Static:
         to keep. An operand a piece needs whole (no leading axes) counts whole."""
         vb = self.vb
         ins = [self.layers[i].type for i in op.inputs]
-        batched = len(op.type.shape) > 2
-        shares = (share if batched or not op.params["transpose_a"] else 1.0, share if batched else 1.0)
+        shares = tuple(share if split else 1.0 for split in matmul_split(op.params, len(op.type.shape)))
         a_bits, b_bits = (t.size * s * (1 if t.kind == SPIKE else vb) for t, s in zip(ins, shares))
         a_vals, b_vals = (t.size * s * vb for t, s in zip(ins, shares))
         if kind == "integrate":

@@ -228,6 +228,19 @@ def matmul_dims(p: dict, a: TensorType, b: TensorType) -> tuple[int, int, int]:
     return m, k, n
 
 
+def couples(op, training: bool) -> bool:
+    """Whether `op` needs the whole batch at once: a training step's batch-norm with batch statistics."""
+    return training and op.kind == "batchnorm" and op.params["stats"] != "running"
+
+
+def matmul_split(p: dict, out_rank: int) -> tuple[bool, bool]:
+    """Whether a piece of a `matmul` (a range of its output's axis 0) needs only the matching range
+    of each operand (a, b): with leading (batch) axes both split with the pieces; without, only the
+    untransposed first operand (its rows are the output's), every piece needing all of b."""
+    batched = out_rank > 2
+    return batched or not p["transpose_a"], batched
+
+
 def _matmul_infer(p, ins):
     a, b = ins
     if len(a.shape) < 2 or len(b.shape) < 2:

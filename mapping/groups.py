@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from spikeforge.isa import Graph, Op
-from spikeforge.isa.ops import NEURON_KINDS, SPIKE, WEIGHT_KINDS
+from spikeforge.isa.ops import NEURON_KINDS, SPIKE, WEIGHT_KINDS, matmul_split
 
 _FOLLOW = frozenset({"batchnorm", "scale", "lif", "if", "cubalif", "li", "threshold", "flatten", "reshape",
                      "add", "mul", "pool2d", "sum"})
@@ -40,8 +40,8 @@ class Group:
     in_edges: list["Edge"] = field(default_factory=list)
     recurrence: str = ""  # on a cycle through delayed edges: the first group of its recurrent set
     bands: int = 1  # row bands per channel (mapping/bands.py)
-    saved_spikes: int = 0  # spike elements a `matmul` root keeps per step for its backward (its operands)
-    saved_values: int = 0  # real elements it keeps likewise
+    saved: tuple[tuple[int, bool, bool], ...] = ()  # a `matmul` root's operands kept per step for its
+    # backward: (elements, spikes?, split among the pieces?)
 
     @property
     def channels(self) -> int:
@@ -70,6 +70,7 @@ class Edge:
     aligned: bool
     delayed: bool = False
     stationary: bool = False  # the second operand of a `matmul` root: it takes the weights' place
+
 
 def _units(op: Op) -> int:
     return op.type.shape[0]
@@ -123,7 +124,7 @@ def build_groups(graph: Graph) -> list[Group]:
                            or o.kind not in WEIGHT_KINDS) and s.type.shape[:1] == (g.units,)
                 stationary = o is g.root and o.kind == "matmul" and j == 1
                 if o is g.root and o.kind == "matmul":
-                    aligned = _matmul_aligned(o, j == 0)
+                    aligned = matmul_split(o.params, len(o.type.shape))[j]
                 if src in members and (aligned or not delayed):
                     continue  # within the group's pieces (a delayed one reads its own units' last step)
                 src_group = group_of.get(src, "input" if s.kind == "input" else src)
@@ -172,22 +173,12 @@ def _reach(succs: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-def _matmul_aligned(op: Op, first: bool) -> bool:
-    """Does a piece of a matmul (a range of its output's axis 0) read only the matching range of
-    this operand? With leading (batch) axes, both operands: the pieces split them. Without, only
-    the untransposed first operand (its rows are the output's); every piece needs all of the
-    stationary one."""
-    return len(op.type.shape) > 2 or (first and not op.params["transpose_a"])
-
-
 def _fill_work(g: Group, graph: Graph, layers) -> None:
     root = g.root
     li = layers[root.name]
     if root.kind == "matmul":  # its operands, kept for BP (the second) and WG (the first)
-        for i in root.inputs:
-            t = graph[i].type
-            g.saved_spikes += t.size if t.kind == SPIKE else 0
-            g.saved_values += 0 if t.kind == SPIKE else t.size
+        split = matmul_split(root.params, len(root.type.shape))
+        g.saved = tuple((graph[i].type.size, graph[i].type.kind == SPIKE, s) for i, s in zip(root.inputs, split))
     g.syn_ops = li.work.syn_ops
     g.in_size = graph[root.inputs[0]].type.size if root.inputs else 0
     g.weights = li.params if root.kind in WEIGHT_KINDS else 0

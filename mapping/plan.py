@@ -124,7 +124,7 @@ def bptt_bytes(g: Group, units: int, arch: Arch, T: int) -> int:
     the operands a matmul keeps for its backward (1 bit per spike)."""
     share = units / g.units
     n = g.neurons * share
-    saved = (g.saved_values * _vb(arch) + g.saved_spikes / 8) * share
+    saved = sum((k / 8 if spikes else k * _vb(arch)) * (share if split else 1) for k, spikes, split in g.saved)
     return math.ceil(T * (g.states * share * _vb(arch) + 2 * n / 8 + saved))
 
 

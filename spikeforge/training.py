@@ -87,11 +87,12 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.25) -> Datas
 
 
 def fit_input(data: Dataset, shape: tuple[int, ...], where: str) -> Dataset:
-    """`data` with its frames shaped as the model's input (the 64 pixels of a digit feed a [64]
-    or a [1, 8, 8] input); an error when the sizes differ."""
+    """`data` with its frames shaped as the model's input: flat frames of the input's size fill it
+    in C order (the 64 pixels of a digit feed a [64] or a [1, 8, 8] input); any other shape that
+    differs is an error (no guessing at an [H, W, C] image for a [C, H, W] input)."""
     if data.frame == tuple(shape):
         return data
-    if math.prod(data.frame) != math.prod(shape):
+    if len(data.frame) != 1 or data.frame[0] != math.prod(shape):
         raise SpikeforgeError(f"dataset {data.name!r} has {'frames' if data.steps else 'samples'} of shape "
                               f"{list(data.frame)}, the model's input wants {list(shape)}", where)
     lead = 2 if data.steps else 1

@@ -150,7 +150,6 @@ def d(tmp_path_factory) -> Path:
     """A folder of hostile files, and one valid compile directory (`compiled`)."""
     d = tmp_path_factory.mktemp("hostile")
     w = lambda name, text: (d / name).write_text(text)  # noqa: E731
-    arch = yaml.safe_load(spikeforge_arch_text())
 
     # model YAML
     w("laughs.yaml", _laughs(9))

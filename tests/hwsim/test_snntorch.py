@@ -28,8 +28,6 @@ Conventions matched (all are snnTorch's defaults, and spikeforge's `lif` follows
     [T, B, *shape], like a stack of snnTorch step outputs.
 """
 
-import time
-
 import nir
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ import pytest
 from spikeforge.compiler.driver import compile_model
 from spikeforge.compiler.stats import compile_stats, program_traffic
 from spikeforge.isa.arch import load_arch
-from spikeforge.isa.program import Instr, Loop
+from spikeforge.isa.program import Loop
 from spikeforge.isa.sasm import assemble, disassemble
 from spikeforge.isa.arch import xy_route
 from spikeforge.mapping.placement import anneal, hop_cost, hops_matrix, spectral_start

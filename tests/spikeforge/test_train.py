@@ -10,7 +10,7 @@ import pytest
 from spikeforge.compiler.frontends import load_model
 from spikeforge.compiler.frontends.yaml_reader import graph_from_doc, graph_to_doc
 from spikeforge.isa import SpikeforgeError
-from spikeforge.training import Dataset, encode, load_dataset, train
+from spikeforge.training import Dataset, encode, fit_input, load_dataset, train
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "train_digits.py"
 RSNN = Path(__file__).parents[2] / "examples" / "models" / "digits_rsnn.yaml"
@@ -119,6 +119,12 @@ def test_unknown_dataset_and_shape_mismatch(small):
         load_dataset("mnist")
     with pytest.raises(SpikeforgeError, match=r"shape \[64\], the model's input wants \[784\]"):
         train(load_model("mlp"), small)
+    flat = fit_input(small, (1, 8, 8), "conv")  # flat frames fill an image input in C order
+    assert flat.x_train.shape[1:] == (1, 8, 8) and np.array_equal(flat.x_train.reshape(len(flat.x_train), -1),
+                                                                    small.x_train)
+    images = fit_input(small, (64,), "mlp").x_train.reshape(-1, 8, 8, 1)  # [H, W, C] frames of the right size
+    with pytest.raises(SpikeforgeError, match=r"shape \[8, 8, 1\], the model's input wants \[1, 8, 8\]"):
+        fit_input(Dataset("hwc", images, small.y_train, images, small.y_test), (1, 8, 8), "conv")
 
 
 def test_cli_train_errors_exit_2_and_write_nothing(tmp_path, capsys):
