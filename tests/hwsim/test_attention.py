@@ -236,3 +236,34 @@ def test_measured_work_lands_on_the_engines():
     assert attn_v.sram_read_bits["fp_weights"] == T * B * real_bits
     assert attn.sram_write_bits["bp_potential"] == T * B * 2 * spikes_bits
     assert attn_v.sram_write_bits["bp_potential"] == T * B * (spikes_bits + real_bits)
+
+
+def test_operands_cross_the_noc_to_every_core_of_a_2d_product():
+    """Hand count, naive order, a product without leading axes (a = k transposed, b = q stationary):
+    every piece needs all of both operands, so each producer piece multicasts its spikes (4-byte
+    events at the planned rate) to every other core that holds a piece of the product, every
+    (sample, step)."""
+    import math
+
+    from spikeforge.compiler.driver import compile_model
+    from spikeforge.mapping.plan import EVENT_BYTES
+
+    n = 64
+    ops = [Op("x", "input", (), {"shape": [16, n]}),
+           Op("qc", "conv1d", ("x",), {"out_channels": 32, "kernel": 1}), Op("q", "lif", ("qc",)),
+           Op("kc", "conv1d", ("x",), {"out_channels": 32, "kernel": 1}), Op("k", "lif", ("kc",)),
+           Op("attn", "matmul", ("k", "q"), {"transpose_a": True}),
+           Op("flat", "flatten", ("attn",)), Op("fc", "linear", ("flat",), {"out_features": 4}),
+           Op("o", "output", ("fc",))]
+    g = init_tensors(Graph.build("mm2d", ops))
+    steps, batch, rate = 2, 2, 0.1
+    c = compile_model(g, "default", training=True, timesteps=steps, batch=batch, dataflow="naive", spike_rate=rate)
+    readers = {p.core for p in c.plan.pieces_of("attn")}
+    assert len(readers) > 1
+    for name, group in (("q", "qc"), ("k", "kc")):
+        want = sum(math.ceil((p.hi - p.lo) * n * rate) * EVENT_BYTES * len(readers - {p.core})
+                   for p in c.plan.pieces_of(group))
+        sent = sum(i.args[2] * math.prod(loop.count for loop in loops) for core in c.program.cores
+                   for i, loops in c.program.walk(core)
+                   if i.op == "noc.send" and i.args[0] == "spike" and i.args[3] == name)
+        assert want > 0 and sent == want * steps * batch, name
