@@ -252,8 +252,10 @@ def needed_elements(graph: Graph, edge: Edge, src: Group, p: Piece, q: Piece, ds
 
 
 def _flows(graph: Graph, plan_groups: dict[str, Group], pieces: list[Piece], cfg: MapConfig, arch: Arch):
-    """(p, q, fwd_bytes, bwd_bytes, spike) for every producer piece p read by consumer piece q in the
-    same round (per sample and step). Forward: spikes as address events, real values dense."""
+    """(p, q, fwd_bytes, bwd_bytes, spike, read) for every producer piece p read by consumer piece
+    q in the same round (per sample and step). Forward: spikes as address events, real values
+    dense. `read`: (lo, hi, elements per unit) of p's units that q reads, or None where q reads
+    row bands (a halo, not a unit range)."""
     by_group: dict[tuple[str, int], list[Piece]] = {}
     for p in pieces:
         by_group.setdefault((p.group, p.round), []).append(p)
@@ -270,18 +272,37 @@ def _flows(graph: Graph, plan_groups: dict[str, Group], pieces: list[Piece], cfg
                         n = needed_elements(graph, e, src, p, q, dst)
                         if n <= 0:
                             continue
-                        fwd = math.ceil(n * cfg.spike_rate) * EVENT_BYTES if e.spike else n * _vb(arch)
+                        fwd = _fwd_bytes(n, e.spike, cfg, arch)
                         bwd = n * _vb(arch) if cfg.training else 0
-                        out.append((p, q, fwd, bwd, e.spike))
+                        out.append((p, q, fwd, bwd, e.spike, _read(e, src, p, q, dst)))
     return out
 
 
-def _piece_links(flows, core_index: dict[int, int], bwd_cap: dict[int, int]) -> dict[tuple[int, int], list]:
+def _fwd_bytes(n: float, spike: bool, cfg: MapConfig, arch: Arch) -> int:
+    """Bytes of n elements on the NoC: spikes as address events at the planned rate, else values."""
+    return math.ceil(n * cfg.spike_rate) * EVENT_BYTES if spike else round(n * _vb(arch))
+
+
+def _read(edge: Edge, src: Group, p: Piece, q: Piece, dst: Group) -> tuple[float, float, float] | None:
+    """The range of p's units that q reads along `edge` (as needed_elements), with the elements per unit."""
+    if dst.bands > 1 and not edge.aligned:
+        return None
+    per_unit = edge.elements / src.units
+    if not edge.aligned:
+        return p.lo, p.hi, per_unit
+    scale = src.units / dst.units
+    return max(p.lo, q.lo * scale), min(p.hi, q.hi * scale), per_unit
+
+
+def _piece_links(flows, core_index: dict[int, int], bwd_cap: dict[int, int], to_bytes) -> dict[tuple[int, int], list]:
     """(producer piece id, destination core) -> [fwd bytes, bwd bytes, first consumer piece]:
-    spikes go once to each destination core (multicast); gradients of all consumer pieces on
-    that core are summed there before they return (at most the producer piece's size)."""
+    what the consumer pieces on that core read of the piece goes there once (multicast: the
+    union of their unit ranges; the largest need where one reads row bands); their gradients
+    are summed there before they return (at most the producer piece's size). to_bytes(elements,
+    spike): their forward bytes."""
     out: dict[tuple[int, int], list] = {}
-    for p, q, fwd, bwd, spike in flows:
+    reads: dict[tuple[int, int], list] = {}
+    for p, q, fwd, bwd, spike, read in flows:
         a, b = core_index[p.id], core_index[q.id]
         if a == b:
             continue
@@ -290,12 +311,28 @@ def _piece_links(flows, core_index: dict[int, int], bwd_cap: dict[int, int]) -> 
         e[1] = min(e[1] + bwd, bwd_cap[p.id])
         if q.id < e[2].id:
             e[2] = q
+        if read is not None:
+            reads.setdefault((p.id, b), []).append(read)
+    for key, rs in reads.items():
+        e = out[key]
+        e[0] = max(e[0], to_bytes(_union(rs), e[3]))
     return out
 
 
-def _core_traffic(flows, core_index: dict[int, int], n_cores: int, bwd_cap) -> tuple[np.ndarray, int]:
+def _union(reads: list[tuple[float, float, float]]) -> float:
+    """Elements in the union of unit ranges (lo, hi, elements per unit) of one producer piece."""
+    total, end = 0.0, -math.inf
+    for lo, hi, per_unit in sorted(reads):
+        lo = max(lo, end)
+        if hi > lo:
+            total += (hi - lo) * per_unit
+            end = hi
+    return total
+
+
+def _core_traffic(flows, core_index: dict[int, int], n_cores: int, bwd_cap, to_bytes) -> tuple[np.ndarray, int]:
     t = np.zeros((n_cores, n_cores))
-    links = _piece_links(flows, core_index, bwd_cap)
+    links = _piece_links(flows, core_index, bwd_cap, to_bytes)
     for (pid, b), (fwd, bwd, *_) in links.items():
         a = core_index[pid]
         t[a, b] += fwd
@@ -336,7 +373,7 @@ def _metis(pieces, flows, mem, work, n_parts: int, seed: int) -> np.ndarray | No
     fan: dict[int, int] = {}
     for p, q, *_ in flows:
         fan[p.id] = fan.get(p.id, 0) + 1
-    for p, q, fwd, bwd, _ in flows:
+    for p, q, fwd, bwd, *_ in flows:
         a, b = sorted((idx[p.id], idx[q.id]))
         if a != b:  # clique expansion of p's multicast hyperedge
             w[(a, b)] = w.get((a, b), 0.0) + fwd / fan[p.id] + bwd
@@ -425,6 +462,10 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
     n_rounds = pieces[-1].round + 1 if pieces else 0
     flows = _flows(graph, gmap, pieces, cfg, arch)
     bwd_cap = {p.id: _out_bytes(gmap[p.group], p) * _vb(arch) for p in pieces}
+
+    def to_bytes(n: float, spike: bool) -> int:
+        return _fwd_bytes(n, spike, cfg, arch)
+
     hops = hops_matrix(arch.rows, arch.cols)
     core_index: dict[int, int] = {}
     for r in range(n_rounds):
@@ -436,14 +477,14 @@ def map_graph(graph: Graph, arch: Arch, cfg: MapConfig = MapConfig()) -> Plan:
         if cfg.strategy == "metis":
             metis = _metis(rp, rflows, mem, work, arch.n_cores, cfg.seed)
             candidates = [seq] + ([] if metis is None else [_repair(metis, mem, arch.n_cores, cap, packed)])
-            parts, slot_of = _best_layout(rp, rflows, candidates, work, arch, hops, cfg.seed, bwd_cap)
+            parts, slot_of = _best_layout(rp, rflows, candidates, work, arch, hops, cfg.seed, bwd_cap, to_bytes)
         else:
             parts, slot_of = seq, np.arange(arch.n_cores)
         for k, p in enumerate(rp):
             core_index[p.id] = int(slot_of[parts[k]])
             p.core = divmod(core_index[p.id], arch.cols)
-    traffic, packets = _core_traffic(flows, core_index, arch.n_cores, bwd_cap)
-    links = _links(_piece_links(flows, core_index, bwd_cap), pieces, arch)
+    traffic, packets = _core_traffic(flows, core_index, arch.n_cores, bwd_cap, to_bytes)
+    links = _links(_piece_links(flows, core_index, bwd_cap, to_bytes), pieces, arch)
     chip_of = {g.name: k for g, k in zip(groups, runs)}
     round_chip = [0] * n_rounds
     for p in pieces:
@@ -480,7 +521,7 @@ def _imbalance(parts: np.ndarray, work: np.ndarray, n_parts: int) -> float:
     return float(w.max() / w.mean()) if w.mean() else 1.0
 
 
-def _best_layout(rp, rflows, candidates, work, arch: Arch, hops, seed: int, bwd_cap):
+def _best_layout(rp, rflows, candidates, work, arch: Arch, hops, seed: int, bwd_cap, to_bytes):
     """The partition and placement with the least traffic x hops among the candidate partitions
     whose work balance is no worse than the first (sequential) one's or within 10 % of the best;
     each is placed row-major, spectrally, and annealed from the better of the two."""
@@ -489,7 +530,7 @@ def _best_layout(rp, rflows, candidates, work, arch: Arch, hops, seed: int, bwd_
     best = None
     for parts in ok:
         local = {p.id: int(parts[k]) for k, p in enumerate(rp)}
-        t, _ = _core_traffic(rflows, local, arch.n_cores, bwd_cap)
+        t, _ = _core_traffic(rflows, local, arch.n_cores, bwd_cap, to_bytes)
         starts = [np.arange(arch.n_cores), spectral_start(t, arch.rows, arch.cols)]
         start = min(starts, key=lambda s: hop_cost(t, s, hops))
         for slot_of in (start, anneal(t, start, hops, seed=seed)):

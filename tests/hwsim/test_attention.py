@@ -267,3 +267,33 @@ def test_operands_cross_the_noc_to_every_core_of_a_2d_product():
                    for i, loops in c.program.walk(core)
                    if i.op == "noc.send" and i.args[0] == "spike" and i.args[3] == name)
         assert want > 0 and sent == want * steps * batch, name
+
+
+def test_a_core_with_several_heads_receives_the_union_of_what_they_read():
+    """Hand count, naive order, a product with heads all on one core: each producer piece sends
+    that core the union of the heads' ranges it holds (not the largest single need)."""
+    import math
+
+    from spikeforge.compiler.driver import compile_model
+    from spikeforge.mapping.plan import EVENT_BYTES
+
+    h, d, n = 4, 8, 64
+    ops = [Op("x", "input", (), {"shape": [16, n]})]
+    for m in ("q", "k"):
+        ops += [Op(m + "c", "conv1d", ("x",), {"out_channels": h * d, "kernel": 1}), Op(m + "l", "lif", (m + "c",)),
+                Op(m, "reshape", (m + "l",), {"shape": [h, d, n]})]
+    ops += [Op("attn", "matmul", ("k", "q"), {"transpose_a": True}), Op("flat", "flatten", ("attn",)),
+            Op("fc", "linear", ("flat",), {"out_features": 4}), Op("o", "output", ("fc",))]
+    g = init_tensors(Graph.build("heads", ops))
+    steps, batch, rate = 2, 2, 0.1
+    c = compile_model(g, "default", training=True, timesteps=steps, batch=batch, dataflow="naive", spike_rate=rate)
+    for name in ("q", "k"):
+        want = 0
+        for p in c.plan.pieces_of(name):
+            for core in {r.core for r in c.plan.pieces_of("attn")} - {p.core}:
+                heads = {u for r in c.plan.pieces_of("attn") if r.core == core for u in range(r.lo, r.hi)}
+                want += math.ceil(len(heads & set(range(p.lo, p.hi))) * d * n * rate) * EVENT_BYTES
+        sent = sum(i.args[2] * math.prod(loop.count for loop in loops) for core in c.program.cores
+                   for i, loops in c.program.walk(core)
+                   if i.op == "noc.send" and i.args[0] == "spike" and i.args[3] == name)
+        assert want > 0 and sent == want * steps * batch, (name, sent, want * steps * batch)
