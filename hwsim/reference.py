@@ -47,7 +47,7 @@ def run_dense(graph: Graph, x: np.ndarray | dict[str, np.ndarray], labels: np.nd
                 raise ValueError(f"input '{op.name}': expected [T, B, {', '.join(map(str, op.type.shape))}], "
                                  f"got {list(v.shape)}")
         else:
-            cache[op.name] = {"batch": couples(op, training)}
+            cache[op.name] = {"batch": True} if couples(op, training) else {}  # batch-norm with batch statistics
             v = _forward(op, [values[i] for i in op.inputs], cache[op.name])
         values[op.name] = v
     res = RefResult(values, {n: c["u"] for n, c in cache.items() if "u" in c}, float("nan"))
@@ -152,7 +152,7 @@ def _forward(op: Op, ins: list[np.ndarray], c: dict) -> np.ndarray:
     if k == "scale":
         return x * _coef(op, "scale")
     if k == "batchnorm":
-        if c["batch"]:
+        if c.get("batch"):
             return _bn_batch(op, x, c)
         a, b = _bn(op)
         return a * x + b
@@ -192,7 +192,7 @@ def _backward_op(op: Op, ins: list[np.ndarray], dy: np.ndarray, c: dict, grads: 
         return [dy * _coef(op, "scale")]
     if k == "batchnorm":
         axes = (0, 1) + tuple(range(3, dy.ndim))
-        if c["batch"]:  # through the batch statistics
+        if c.get("batch"):  # through the batch statistics
             grads[op.name, "gamma"], grads[op.name, "beta"] = (dy * c["xhat"]).sum(axes), dy.sum(axes)
             shared = _bn_axes(op, dy)
             m = lambda a: a.mean(shared, keepdims=True, dtype=np.float64).astype(F32)  # noqa: E731
